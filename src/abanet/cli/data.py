@@ -1,0 +1,258 @@
+"""``abanet data``: check a dataset, make splits, convert LabelMe annotations."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import typer
+
+data_app = typer.Typer(
+    name="data",
+    help="Dataset tools: check, split, convert-labelme.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+KIND_HELP = "Layout: auto, folders (images/+masks/), mfsd (MSFD/1/face_crop...), labelme (*.json)."
+LABELS_HELP = "LabelMe labels that count as mask, comma-separated ('*' = every shape)."
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _labels(text: str | None) -> tuple[str, ...]:
+    from abanet.data.readers import DEFAULT_LABELME_LABELS
+
+    if not text:
+        return DEFAULT_LABELME_LABELS
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _rel(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def _print_report(report: Any, root: Path, max_problems: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    d = report.to_dict()
+    table = Table(title=f"abanet data check: {root}", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value")
+    table.add_row("layout", d["kind"])
+    table.add_row("samples (images)", str(d["samples"]))
+    table.add_row("pairs (image + mask)", str(d["pairs"]))
+    table.add_row("groups (identities/photos)", str(d["groups"]))
+    sizes = list(d["image_sizes"].items())
+    size_text = ", ".join(f"{k} x{v}" for k, v in sizes[:3])
+    if len(sizes) > 3:
+        size_text += f", ... ({len(sizes)} sizes)"
+    table.add_row("image sizes", size_text or "-")
+    fg = d["foreground_fraction"]
+    if fg["mean"] is not None:
+        table.add_row(
+            "mask foreground", f"mean {fg['mean']:.1%} (min {fg['min']:.1%}, max {fg['max']:.1%})"
+        )
+    for kind, n in d["problem_counts"].items():
+        table.add_row(f"problem: {kind}", str(n))
+    table.add_row("errors", Text(str(d["errors"]), style="red bold" if d["errors"] else "green"))
+    table.add_row("warnings", Text(str(d["warnings"]), style="yellow" if d["warnings"] else ""))
+    console.print(table)
+    problems = sorted(report.problems, key=lambda p: (p.severity != "error", p.kind, p.path))
+    for p in problems[:max_problems]:
+        line = Text()
+        line.append(
+            "ERROR  " if p.severity == "error" else "warn   ",
+            style="red" if p.severity == "error" else "yellow",
+        )
+        message = p.message.replace(f"{str(root).rstrip('/')}/", "")
+        line.append(f"[{p.kind}] {_rel(p.path, root)}: {message}")
+        console.print(line)
+    if len(problems) > max_problems:
+        console.print(f"... {len(problems) - max_problems} more problems (see --json)")
+    status = "FAILED" if d["errors"] else "OK"
+    console.print(
+        Text(
+            f"{status}: {d['pairs']} pairs, {d['errors']} errors, {d['warnings']} warnings",
+            style="red bold" if d["errors"] else "green bold",
+        )
+    )
+
+
+@data_app.command("check")
+def check(
+    directory: Path = typer.Argument(..., help="Dataset folder."),
+    kind: str = typer.Option("auto", "--kind", help=KIND_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the full report here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+    recursive: bool = typer.Option(False, "--recursive", help="Look into subfolders."),
+    labels: str | None = typer.Option(None, "--labels", help=LABELS_HELP),
+    threshold: int = typer.Option(127, "--threshold", help="Mask foreground is value > this."),
+    duplicates: bool = typer.Option(True, "--duplicates/--no-duplicates", help="Hash images."),
+    max_problems: int = typer.Option(50, "--max-problems", help="Problems to print."),
+) -> None:
+    """Count pairs and list every problem; exit code 1 when there are errors."""
+    from abanet.data.check import check_dataset
+    from abanet.data.io import write_bytes_atomic
+    from abanet.data.readers import detect_kind, open_dataset
+    from abanet.errors import AbanetError
+
+    try:
+        if json_out is not None and json_out.exists() and not overwrite:
+            raise AbanetError(f"{json_out}: file exists (pass --overwrite to replace it)")
+        k = detect_kind(directory) if kind == "auto" else kind
+        samples, problems = open_dataset(directory, k, recursive=recursive, labels=_labels(labels))
+        report = check_dataset(
+            samples,
+            problems,
+            root=str(directory),
+            kind=k,
+            threshold=threshold,
+            duplicates=duplicates,
+        )
+        _print_report(report, directory, max_problems)
+        if json_out is not None:
+            text = json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n"
+            write_bytes_atomic(json_out, text.encode("utf-8"), overwrite=overwrite)
+            typer.echo(f"report written to {json_out}")
+    except AbanetError as exc:
+        raise _fail(exc) from None
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@data_app.command("split")
+def split(
+    directory: Path = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Split JSON to write."),
+    kind: str = typer.Option("auto", "--kind", help=KIND_HELP),
+    ratios: str = typer.Option("0.8,0.1,0.1", "--ratios", help="train,val[,test] ratios."),
+    preset: str | None = typer.Option(
+        None, "--preset", help="'paper': 8500/2500/1758 scaled to the data size."
+    ),
+    train_list: Path | None = typer.Option(None, "--train-list", help="Names for train."),
+    val_list: Path | None = typer.Option(None, "--val-list", help="Names for val."),
+    test_list: Path | None = typer.Option(None, "--test-list", help="Names for test."),
+    kfold: int = typer.Option(0, "--kfold", help="Write K cross-validation folds instead."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    group_by: str = typer.Option(
+        "auto",
+        "--group-by",
+        help="auto (name presets, else the reader's groups), none, a preset "
+        "(mfsd-crops, mfsd-release, maskedface-net) or a regex whose first group is the identity.",
+    ),
+    recursive: bool = typer.Option(False, "--recursive", help="Look into subfolders."),
+    labels: str | None = typer.Option(None, "--labels", help=LABELS_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    merge_duplicates: bool = typer.Option(
+        True,
+        "--merge-duplicates/--no-merge-duplicates",
+        help="Keep byte-identical images in the same split (they would leak otherwise).",
+    ),
+) -> None:
+    """Make a deterministic, group-aware split (or k folds) of the paired samples."""
+    from dataclasses import replace
+
+    from abanet.data import splits as S
+    from abanet.data.check import duplicate_sets
+    from abanet.data.readers import open_dataset, paired
+    from abanet.errors import AbanetError
+
+    try:
+        if out.exists() and not overwrite:
+            raise AbanetError(f"{out}: file exists (pass --overwrite to replace it)")
+        samples, _ = open_dataset(directory, kind, recursive=recursive, labels=_labels(labels))
+        items = paired(samples)
+        if not items:
+            raise AbanetError(f"{directory}: no image/mask pairs to split")
+        if len(items) < len(samples):
+            typer.echo(f"note: {len(samples) - len(items)} images without masks are left out")
+        groups = S.sample_groups(items, group_by)
+        if merge_duplicates:
+            dups = [[s.name for s in d] for d in duplicate_sets(items)]
+            groups = S.merge_groups(groups, dups)
+            if dups:
+                typer.echo(f"note: {len(dups)} sets of identical images kept in one split")
+        items = [replace(s, group=groups[s.name]) for s in items]
+        rule = None  # the groups are now on the samples
+        lists = {
+            k: v
+            for k, v in (("train", train_list), ("val", val_list), ("test", test_list))
+            if v is not None
+        }
+        meta: dict[str, Any] = {"seed": seed, "group_by": group_by, "source": str(directory)}
+        if kfold:
+            result: Any = S.kfold_splits(items, k=kfold, seed=seed, group_by=rule)
+            meta["kfold"] = kfold
+            S.save_split(result, out, overwrite=overwrite, meta=meta)
+            for i, f in enumerate(result):
+                typer.echo(f"fold {i}: train {len(f['train'])}, val {len(f['val'])}")
+        else:
+            if lists:
+                result, notes = S.split_from_lists(items, lists)
+                for n in notes:
+                    typer.echo(f"warning: {n}")
+                meta["lists"] = {k: str(v) for k, v in lists.items()}
+            elif preset:
+                if preset != "paper":
+                    raise AbanetError(f"unknown split preset {preset!r} (known: paper)")
+                result = S.paper_split(items, seed=seed, group_by=rule)
+                meta["preset"] = preset
+            else:
+                try:
+                    r = [float(x) for x in ratios.split(",")]
+                except ValueError:
+                    msg = f"--ratios {ratios!r}: expected numbers like 0.8,0.1,0.1"
+                    raise AbanetError(msg) from None
+                result = S.split_by_ratios(items, r, seed=seed, group_by=rule)
+                meta["ratios"] = r
+            S.save_split(result, out, overwrite=overwrite, meta=meta)
+            counts = {k: (len(v), len({groups[n] for n in v})) for k, v in result.items()}
+            for k, (n, g) in counts.items():
+                typer.echo(f"{k}: {n} samples, {g} groups")
+            shared = Counter(g for v in result.values() for g in {groups[n] for n in v})
+            typer.echo(f"groups in more than one split: {sum(1 for c in shared.values() if c > 1)}")
+        typer.echo(f"split written to {out}")
+    except AbanetError as exc:
+        raise _fail(exc) from None
+
+
+@data_app.command("convert-labelme")
+def convert_labelme_cmd(
+    src: Path = typer.Argument(..., help="Folder of LabelMe *.json files."),
+    out: Path = typer.Argument(..., help="Output folder (gets images/ and masks/)."),
+    labels: str | None = typer.Option(None, "--labels", help=LABELS_HELP),
+    recursive: bool = typer.Option(False, "--recursive", help="Look into subfolders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
+) -> None:
+    """Rasterise LabelMe polygons into OUT/masks/*.png (0/255) next to OUT/images/."""
+    from abanet.data.convert import convert_labelme
+    from abanet.errors import AbanetError
+
+    try:
+        written, problems = convert_labelme(
+            src, out, labels=_labels(labels), recursive=recursive, overwrite=overwrite
+        )
+    except AbanetError as exc:
+        raise _fail(exc) from None
+    for p in problems:
+        typer.echo(f"{p.severity}: {p}", err=p.severity == "error")
+    typer.echo(f"{written} pairs written to {out}")
+    if any(p.severity == "error" for p in problems):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` sub-command group to the main app."""
+    app.add_typer(data_app, name="data")

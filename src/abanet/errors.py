@@ -1,0 +1,19 @@
+"""Exceptions raised for bad input. Each message is one line naming the file (or thing) and the problem."""
+
+from __future__ import annotations
+
+
+class AbanetError(Exception):
+    """Base class for every error abanet raises on purpose (the CLI prints it as one line)."""
+
+
+class DataError(AbanetError):
+    """A dataset file is missing, unreadable, unpaired or has the wrong content."""
+
+
+class ModelError(AbanetError):
+    """Unknown model name, bad configuration, unloadable weights or an input size the model cannot take."""
+
+
+class ImageReadError(DataError):
+    """An image file could not be decoded."""

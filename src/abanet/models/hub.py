@@ -1,0 +1,136 @@
+"""Saving and loading weights: ``model.safetensors`` + ``config.json`` (never touches the network).
+
+A saved model is a folder holding both files; the safetensors header also carries the config, so
+the ``.safetensors`` file alone is enough. Trained weights shipped with the package live in
+``abanet/weights/<name>/`` and load by name (``"default"`` is an alias).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from abanet.errors import ModelError
+from abanet.models.base import SegmentationModel
+from abanet.models.config import ModelConfig
+from abanet.models.registry import create_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+DEFAULT_MODEL_FILE = WEIGHTS_DIR / "DEFAULT"
+_CONFIG_KEY = "abanet_config"
+# options that only matter when building from scratch and must not be replayed on load
+_BUILD_ONLY = ("encoder_weights",)
+
+
+def list_pretrained() -> list[str]:
+    """Names of the trained weights shipped inside the package."""
+    if not WEIGHTS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in WEIGHTS_DIR.iterdir() if (p / "model.safetensors").is_file())
+
+
+def default_model_name() -> str:
+    """The shipped model that ``"default"`` refers to."""
+    if DEFAULT_MODEL_FILE.is_file():
+        return DEFAULT_MODEL_FILE.read_text().strip()
+    raise ModelError("this installation ships no default model")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(model: SegmentationModel, directory: str | Path, **metadata: Any) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` atomically; ``metadata`` joins the config."""
+    from safetensors.torch import save
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = ModelConfig.from_dict(model.config.to_dict())
+    config.kwargs = {k: v for k, v in config.kwargs.items() if k not in _BUILD_ONLY}
+    config.metadata = {**config.metadata, **metadata}
+    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    _atomic_write_bytes(directory / "model.safetensors", save(state, {_CONFIG_KEY: config_json}))
+    _atomic_write_bytes(directory / "config.json", (config_json + "\n").encode())
+    return directory
+
+
+def _locate(name_or_path: str | Path) -> tuple[Path, ModelConfig]:
+    """Find the weights file and config for a shipped name, a folder or a .safetensors file."""
+    text = str(name_or_path)
+    if text == "default":
+        text = default_model_name()
+    candidates = [WEIGHTS_DIR / text] if text in list_pretrained() else []
+    candidates.append(Path(text).expanduser())
+    for path in candidates:
+        if path.is_dir():
+            weights, cfg_path = path / "model.safetensors", path / "config.json"
+            if not weights.is_file():
+                raise ModelError(f"{path}: no model.safetensors in this folder")
+            if cfg_path.is_file():
+                return weights, ModelConfig.load(cfg_path)
+            return weights, _config_from_header(weights)
+        if path.is_file():
+            if path.suffix != ".safetensors":
+                raise ModelError(f"{path}: expected a .safetensors file or a model folder")
+            sibling = path.parent / "config.json"
+            cfg = ModelConfig.load(sibling) if sibling.is_file() else _config_from_header(path)
+            return path, cfg
+    from abanet.models.registry import list_models
+
+    if text in list_models():
+        raise ModelError(
+            f"{text}: no trained weights ship for this architecture; use "
+            f"abanet.create_model({text!r}) for a fresh one, or pass a weights folder"
+        )
+    shipped = ", ".join(list_pretrained()) or "none"
+    raise ModelError(f"{text}: no such model folder, weights file or shipped model ({shipped})")
+
+
+def _config_from_header(path: Path) -> ModelConfig:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
+    if _CONFIG_KEY not in meta:
+        raise ModelError(f"{path}: no config.json beside it and no config in its header")
+    return ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+
+
+def read_config(name_or_path: str | Path) -> ModelConfig:
+    """The config of a shipped name, a model folder or a ``.safetensors`` file."""
+    return _locate(name_or_path)[1]
+
+
+def load_model(name_or_path: str | Path = "default", device: str | torch.device = "cpu"):
+    """Load trained weights by shipped name, folder or ``.safetensors`` path; eval mode."""
+    from safetensors.torch import load_file
+
+    weights, config = _locate(name_or_path)
+    kwargs = {k: v for k, v in config.kwargs.items() if k not in _BUILD_ONLY}
+    model = create_model(config.name, **kwargs)
+    try:
+        state = load_file(str(weights), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{weights}: weights do not fit {config.name} ({first})") from exc
+    config.kwargs = kwargs
+    model.config = config
+    return model.to(device).eval()

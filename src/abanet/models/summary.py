@@ -1,0 +1,63 @@
+"""Parameter and FLOP counts of registered models (built on the meta device: fast, no memory)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from abanet.models.hub import list_pretrained, read_config
+from abanet.models.pretrained import offline_weights_path
+from abanet.models.registry import create_model, get_entry, list_models
+
+
+def count_flops(model: torch.nn.Module, size: int = 256, batch: int = 1) -> int:
+    """FLOPs (2 per multiply-add) of one eval-mode forward at ``size`` x ``size``."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(batch, 3, size, size, device=device))
+    model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def _encoder_of(name: str, model: Any) -> str:
+    if name.endswith("_r34"):
+        return "resnet34"
+    if name == "abanet_lite":
+        return "mobilenet_v2"
+    return str(model.config.kwargs.get("encoder_name", "?"))
+
+
+def model_summaries(size: int = 256) -> list[dict[str, Any]]:
+    """One row per registered architecture and per shipped trained model."""
+    shipped = {}
+    for pname in list_pretrained():
+        cfg = read_config(pname)
+        shipped.setdefault(cfg.name, []).append(pname)
+    rows = []
+    for name in list_models():
+        with torch.device("meta"):
+            model = create_model(name)
+        encoder = _encoder_of(name, model)
+        weights = []
+        if name in shipped:
+            weights.append("trained: " + ", ".join(shipped[name]))
+        if offline_weights_path(encoder) is not None:
+            weights.append("imagenet (offline)")
+        elif encoder == "resnet34" or get_entry(name).family == "smp":
+            weights.append("imagenet (download)")
+        rows.append(
+            {
+                "name": name,
+                "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+                "gflops": count_flops(model, size) / 1e9,
+                "encoder": encoder,
+                "weights": "; ".join(weights) or "-",
+                "description": get_entry(name).description,
+            }
+        )
+    return rows
