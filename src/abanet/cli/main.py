@@ -18,6 +18,7 @@ app = typer.Typer(
 _COMMAND_MODULES = [
     "models",
     "data",
+    "train",
 ]
 
 for _name in _COMMAND_MODULES:

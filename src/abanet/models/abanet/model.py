@@ -25,7 +25,7 @@ BRIDGE_CHANNELS = 512
 
 
 class ResNet34Stages(nn.Module):
-    """ResNet-34's four residual stages in torchvision's module layout (``layer1`` .. ``layer4``)."""
+    """ResNet-34's four residual stages in torchvision's layout (``layer1`` .. ``layer4``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -46,11 +46,12 @@ class ResNet34Stages(nn.Module):
         stages = {k: v for k, v in state_dict.items() if k.startswith("layer")}
         if not stages:
             raise ModelError("encoder weights hold no layer1-4 keys of a torchvision resnet34")
-        try:
-            self.load_state_dict(stages, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelError(f"encoder weights do not fit ResNet-34 stages: {first}") from exc
+        missing, unexpected = self.load_state_dict(stages, strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                "encoder weights do not fit ResNet-34 stages: "
+                f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+            )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []

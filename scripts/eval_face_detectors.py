@@ -1,0 +1,238 @@
+"""Measure face detectors on hand-checked real masked photos (rmfd-real-masked sample).
+
+Reproduces the table in docs/faces.md::
+
+    .venv/bin/python scripts/eval_face_detectors.py                  # all detectors installed here
+    .venv/bin/python scripts/eval_face_detectors.py --detectors ssd mtcnn --sweep
+    # MediaPipe pins numpy<2, so it runs in its own environment (python with mediapipe==0.10.21):
+    .venv/bin/python scripts/eval_face_detectors.py --detectors mediapipe-short mediapipe-full \
+        --mediapipe-python /tmp/mpvenv/bin/python
+
+Labels: scripts/rmfd_face_labels.json (boxes per image, relative paths; no image data).
+Matching rule: abanet.faces.evaluation (IoU >= 0.3 or detection centre inside the face box; faces
+shorter than 16 px are ignored). Recall is reported for all counted faces and for faces at least
+48 px tall (big enough to segment well); FP/img counts false positives per image; ms/img is the
+mean wall time of one ``detect`` call on this machine (first image excluded as warm-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "rmfd-real-masked"
+DEFAULT_LABELS = REPO / "scripts" / "rmfd_face_labels.json"
+
+# name -> (registry detector, constructor kwargs)
+CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "haar": ("haar", {}),
+    "haar-alt2": ("haar", {"cascade": "alt2"}),
+    "ssd": ("ssd", {}),
+    "ssd-long640": ("ssd", {"input_size": 640, "square": False}),
+    "mtcnn": ("mtcnn", {}),
+    "dlib-hog": ("dlib-hog", {}),
+    "dlib-cnn": ("dlib-cnn", {}),
+    "mediapipe-short": ("mediapipe", {"model_selection": 0}),
+    "mediapipe-full": ("mediapipe", {"model_selection": 1}),
+}
+SWEEP = {
+    "ssd": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+    "ssd-long640": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+    "mtcnn": [0.7, 0.8, 0.9, 0.95, 0.98],
+    "dlib-hog": [-0.5, -0.25, 0.0, 0.25],
+    "dlib-cnn": [-0.5, 0.0, 0.5],
+    "mediapipe-short": [0.3, 0.5, 0.7],
+    "mediapipe-full": [0.3, 0.5, 0.7],
+}
+
+# Runs under another interpreter (mediapipe needs numpy<2): prints one JSON line per image.
+_MEDIAPIPE_WORKER = r"""
+import json, sys, time
+import numpy as np
+from PIL import Image
+from mediapipe.python.solutions import face_detection
+root, model, floor = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fd = face_detection.FaceDetection(model_selection=model, min_detection_confidence=floor)
+for rel in sys.stdin.read().split("\n"):
+    if not rel:
+        continue
+    img = np.asarray(Image.open(root + "/" + rel).convert("RGB"))
+    h, w = img.shape[:2]
+    t = time.perf_counter()
+    res = fd.process(img)
+    dt = time.perf_counter() - t
+    dets = []
+    for d in res.detections or []:
+        b = d.location_data.relative_bounding_box
+        dets.append([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
+                     float(d.score[0])])
+    print(json.dumps({"image": rel, "seconds": dt, "detections": dets}), flush=True)
+"""
+
+
+def load_image(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def run_in_process(
+    config: str, root: Path, images: list[str], floor: float | None
+) -> tuple[dict[str, list[list[float]]], list[float]]:
+    from abanet.faces import create_detector
+
+    name, kwargs = CONFIGS[config]
+    kwargs = dict(kwargs)
+    if floor is not None:
+        kwargs["threshold"] = floor
+    detector = create_detector(name, **kwargs)
+    detections: dict[str, list[list[float]]] = {}
+    seconds: list[float] = []
+    for rel in images:
+        image = load_image(root / rel)
+        t = time.perf_counter()
+        faces = detector.detect(image)
+        seconds.append(time.perf_counter() - t)
+        detections[rel] = [[*f.box, f.score] for f in faces]
+    return detections, seconds
+
+
+def run_mediapipe(
+    config: str, root: Path, images: list[str], floor: float | None, python: str
+) -> tuple[dict[str, list[list[float]]], list[float]]:
+    model = CONFIGS[config][1]["model_selection"]
+    proc = subprocess.run(
+        [python, "-c", _MEDIAPIPE_WORKER, str(root), str(model), str(floor if floor else 0.5)],
+        input="\n".join(images),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detections, seconds = {}, []
+    for line in proc.stdout.splitlines():
+        row = json.loads(line)
+        detections[row["image"]] = row["detections"]
+        seconds.append(row["seconds"])
+    return detections, seconds
+
+
+def score(
+    labels: dict[str, Any],
+    detections: dict[str, list[list[float]]],
+    threshold: float | None,
+    big: float,
+) -> dict[str, float]:
+    from abanet.faces.evaluation import match_detections, split_faces
+
+    faces = hits = big_faces = big_hits = fps = 0
+    for rel, lab in labels.items():
+        dets = [d for d in detections[rel] if threshold is None or d[4] >= threshold]
+        res = match_detections(
+            lab["faces"], [d[:4] for d in dets], [d[4] for d in dets], lab["ignore"]
+        )
+        counted, _ = split_faces(lab["faces"], lab["ignore"], 16.0)
+        faces += res.n_faces
+        hits += res.tp
+        fps += res.fp
+        for i, f in enumerate(counted):
+            if f[3] - f[1] >= big:
+                big_faces += 1
+                big_hits += i in res.matched_detection
+    return {
+        "faces": faces,
+        "recall": hits / max(faces, 1),
+        "big_faces": big_faces,
+        "recall_big": big_hits / max(big_faces, 1),
+        "fp_per_image": fps / max(len(labels), 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="rmfd-real-masked folder")
+    parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
+    parser.add_argument("--detectors", nargs="+", choices=list(CONFIGS), default=None)
+    parser.add_argument("--sweep", action="store_true", help="also report other score thresholds")
+    parser.add_argument("--mediapipe-python", default=None, help="python that has mediapipe")
+    parser.add_argument("--big", type=float, default=48.0, help="'big face' height in px")
+    parser.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
+    args = parser.parse_args(argv)
+
+    labels = json.loads(args.labels.read_text())["images"]
+    images = sorted(labels)
+    missing = [r for r in images if not (args.data / r).is_file()]
+    if missing:
+        print(f"error: {args.data}: {len(missing)} labelled images missing, e.g. {missing[0]}")
+        return 2
+
+    from abanet.faces.detectors import _REGISTRY
+
+    configs = args.detectors or [
+        c
+        for c, (name, _) in CONFIGS.items()
+        if (name == "mediapipe" and args.mediapipe_python) or (name != "mediapipe" and _REGISTRY[name].available())
+    ]
+    rows = []
+    header = "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image | ms / image (mean) | ms / image (median) |"
+    print(f"{len(images)} images, labels {args.labels.name}\n")
+    print(header)
+    print("|" + "---|" * 7)
+    for config in configs:
+        name, kwargs = CONFIGS[config]
+        sweep = SWEEP.get(config) if args.sweep else None
+        floor = min(sweep) if sweep else None
+        if name == "mediapipe":
+            if not args.mediapipe_python:
+                print(f"| {config} | skipped: pass --mediapipe-python |")
+                continue
+            dets, secs = run_mediapipe(config, args.data, images, floor, args.mediapipe_python)
+        else:
+            dets, secs = run_in_process(config, args.data, images, floor)
+        timed = secs[1:] if len(secs) > 1 else secs
+        ms_mean, ms_median = 1000 * statistics.fmean(timed), 1000 * statistics.median(timed)
+        default_thr = kwargs.get("threshold", _default_threshold(name))
+        thresholds = sorted(set([*(sweep or []), default_thr])) if sweep else [None]
+        for thr in thresholds:
+            s = score(labels, dets, thr, args.big)
+            shown = default_thr if thr is None else thr
+            mark = "" if thr is None or thr == default_thr else " (sweep)"
+            print(
+                f"| {config} | {shown:g}{mark} | {s['recall']:.3f} | {s['recall_big']:.3f} | "
+                f"{s['fp_per_image']:.3f} | {ms_mean:.1f} | {ms_median:.1f} |",
+                flush=True,
+            )
+            rows.append({"detector": config, "threshold": shown, **s, "ms_mean": ms_mean, "ms_median": ms_median})
+    if rows:
+        print(f"\nfaces counted: {rows[0]['faces']} (of which >= {args.big:g} px: {rows[0]['big_faces']})")
+    if args.json:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, args.json)
+    return 0
+
+
+def _default_threshold(name: str) -> float:
+    import inspect
+
+    from abanet.faces.detectors import _REGISTRY
+
+    factory = _REGISTRY[name].factory
+    try:
+        return float(inspect.signature(factory).parameters["threshold"].default)
+    except (KeyError, TypeError, ValueError):
+        return float("nan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

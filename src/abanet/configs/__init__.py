@@ -1,0 +1,1 @@
+"""Packaged YAML configurations: ``default.yaml`` (every training key) and experiment presets."""

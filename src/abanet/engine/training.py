@@ -1,0 +1,265 @@
+"""``train(config) -> TrainResult``: one training run with Lightning, end to end.
+
+A run folder holds::
+
+    config.yaml        the resolved configuration
+    split.json         the train/val/test names when validation was held out of a dataset
+    checkpoints/best.ckpt  best validation IoU (Lightning checkpoint)
+    checkpoints/last.ckpt  the latest state (``--resume`` continues from it)
+    csv/version_N/metrics.csv, tb/version_N/   CSV and TensorBoard logs
+    model/             the best model: model.safetensors + config.json (``abanet.load_model``)
+    result.json        paths, best score, steps, timing
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from abanet.engine.config import ConfigError, dump_yaml, read_yaml, resolve_config
+from abanet.errors import AbanetError
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    """Where a run's outputs are and how it scored."""
+
+    run_dir: Path
+    model_dir: Path | None
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    best_score: float | None
+    val_scores: dict[str, float] = field(default_factory=dict)
+    global_step: int = 0
+    epochs: int = 0
+    seconds: float = 0.0
+    split_file: Path | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, Path):
+                d[k] = str(v)
+        d.pop("config")
+        return d
+
+
+def _atomic_checkpoint_io() -> Any:
+    """A CheckpointIO that writes to a temp file in the target folder, then ``os.replace``."""
+    import torch
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                            storage_options: Any | None = None) -> None:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    torch.save(checkpoint, fh)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    return AtomicCheckpointIO()
+
+
+def default_run_dir(cfg: Mapping[str, Any]) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg['model']['name']}-{stamp}"
+
+
+def _build_model(cfg: Mapping[str, Any]) -> Any:
+    from abanet.models import create_model
+
+    m = cfg["model"]
+    kwargs = dict(m["kwargs"])
+    weights = m["encoder_weights"]
+    kwargs["encoder_weights"] = None if weights in (None, "none", "None", False) else weights
+    model = create_model(m["name"], **kwargs)
+    div = int(model.config.size_divisor)
+    size = int(cfg["input_size"])
+    if size % div:
+        from abanet.models.base import nearest_valid_size
+
+        raise ConfigError(
+            f"config key 'input_size': {size} is not a multiple of {div} for {m['name']}; "
+            f"nearest valid size is {nearest_valid_size(size, div)}"
+        )
+    model.config.input_size = size
+    model.config.threshold = float(m["threshold"])
+    return model
+
+
+def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    t = cfg["trainer"]
+    kw: dict[str, Any] = {
+        "max_epochs": int(t["max_epochs"]) if t["max_epochs"] is not None else -1,
+        "max_steps": int(t["max_steps"]) if t["max_steps"] is not None else -1,
+        "precision": str(t["precision"]),
+        "accelerator": t["accelerator"],
+        "devices": t["devices"],
+        "strategy": t["strategy"],
+        "num_nodes": int(t["num_nodes"]),
+        "accumulate_grad_batches": int(t["accumulate"]),
+        "gradient_clip_val": t["grad_clip"],
+        "log_every_n_steps": int(t["log_every"]),
+        "enable_progress_bar": bool(t["progress_bar"]),
+        "num_sanity_val_steps": int(t["sanity_val_steps"]),
+        "deterministic": bool(t["deterministic"]),
+        "enable_model_summary": False,
+    }
+    if t["max_time"] is not None:
+        kw["max_time"] = {"seconds": float(t["max_time"]) * 60.0}
+    if t["val_every_n_steps"] is not None:
+        kw["val_check_interval"] = int(t["val_every_n_steps"])
+        kw["check_val_every_n_epoch"] = None
+    else:
+        kw["check_val_every_n_epoch"] = int(t["val_every_n_epochs"])
+    return kw
+
+
+def _load_weights(module: Any, ckpt: Path) -> None:
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+
+
+def train(
+    config: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    resume: bool = False,
+    command: str | None = None,
+) -> TrainResult:
+    """Train one model as ``config`` says (a dict, a YAML file or None for the defaults, plus
+    dotted ``key=value`` overrides). With ``resume`` the run continues from
+    ``<out>/checkpoints/last.ckpt`` (the saved ``<out>/config.yaml`` is the base config then).
+    """
+    import lightning as L
+    import torch
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from abanet.engine.data import SegmentationDataModule, plan_data, write_split
+    from abanet.engine.module import SegmentationModule
+
+    cfg = resolve_config(config, overrides)
+    run_dir = Path(cfg["out"]) if cfg["out"] else default_run_dir(cfg)
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    last_ckpt = ckpt_dir / "last.ckpt"
+    saved_cfg = run_dir / "config.yaml"
+    if resume:
+        if not last_ckpt.is_file():
+            raise AbanetError(f"{last_ckpt}: nothing to resume (no last checkpoint in this run)")
+        if config is None and saved_cfg.is_file():
+            cfg = resolve_config(read_yaml(saved_cfg), overrides)
+            cfg["out"] = str(run_dir)
+    elif last_ckpt.is_file() or (run_dir / "model").exists():
+        raise AbanetError(
+            f"{run_dir}: this run folder already holds a run; pass --resume to continue it or "
+            "choose another out"
+        )
+    cfg["out"] = str(run_dir)
+
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    model = _build_model(cfg)
+    plan = plan_data(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    from abanet.data.io import write_bytes_atomic
+
+    write_bytes_atomic(saved_cfg, dump_yaml(cfg).encode(), overwrite=True)
+    split_file = write_split(plan, run_dir / "split.json")
+
+    dm = SegmentationDataModule(
+        plan, size=int(cfg["input_size"]), mean=model.config.mean, std=model.config.std,
+        batch_size=int(cfg["batch_size"]), num_workers=int(cfg["num_workers"]),
+        augment=str(cfg["data"]["augment"]), cache=bool(cfg["data"]["cache"]),
+        seed=int(cfg["seed"]), val_max=cfg["data"]["val_max"],
+    )
+    if cfg["model"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    module = SegmentationModule(model, cfg)
+
+    ckpt_cb = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor="val/iou", mode="max", save_top_k=1,
+        save_last=True, auto_insert_metric_name=False,
+    )
+    callbacks: list[Any] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
+    es = cfg["early_stopping"]
+    if es["patience"]:
+        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=int(es["patience"]),
+                                       min_delta=float(es["min_delta"])))
+    loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tb")]
+    trainer = L.Trainer(
+        default_root_dir=run_dir, callbacks=callbacks, logger=loggers,
+        plugins=[_atomic_checkpoint_io()], **_trainer_kwargs(cfg),
+    )
+
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None)
+    if trainer.interrupted:
+        raise AbanetError(f"{run_dir}: training was interrupted; resume with --resume")
+    # Make sure last.ckpt is the final state (max_steps / max_time can stop mid-epoch).
+    trainer.save_checkpoint(last_ckpt)
+
+    best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
+    best_score = float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None
+    if module.last_val_step != trainer.global_step:  # the final weights were never validated
+        trainer.validate(module, datamodule=dm, verbose=False)
+        score = module.last_val_scores.get("iou")
+        if best_score is None or (score is not None and score > best_score):
+            best = ckpt_dir / "best.ckpt"
+            trainer.save_checkpoint(best)
+            best_score = score
+    if best is not None and best.is_file():
+        _load_weights(module, best)
+    val_scores: dict[str, float] = {}
+    if best is not None:
+        module.last_val_scores = {}
+        trainer.validate(module, datamodule=dm, verbose=False)
+        val_scores = dict(module.last_val_scores)
+    seconds = time.perf_counter() - start
+
+    model_dir = None
+    if trainer.is_global_zero:
+        model_dir = run_dir / "model"
+        module.model.eval()
+        module.model.to(memory_format=torch.contiguous_format)
+        module.model.save_pretrained(
+            model_dir,
+            training={
+                "data": plan.describe(),
+                "split_file": str(split_file) if split_file else None,
+                "input_size": int(cfg["input_size"]),
+                "loss": cfg["loss"], "optim": cfg["optim"],
+                "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+                "seed": int(cfg["seed"]),
+            },
+            val_scores=val_scores,
+            command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            run_dir=str(run_dir),
+            trained_at=datetime.now().isoformat(timespec="seconds"),
+        )
+    result = TrainResult(
+        run_dir=run_dir, model_dir=model_dir, best_checkpoint=best, last_checkpoint=last_ckpt,
+        best_score=best_score, val_scores=val_scores, global_step=int(trainer.global_step),
+        epochs=int(trainer.current_epoch), seconds=seconds, split_file=split_file, config=cfg,
+    )
+    if trainer.is_global_zero:
+        write_bytes_atomic(run_dir / "result.json",
+                           (json.dumps(result.to_dict(), indent=2) + "\n").encode(), overwrite=True)
+    return result

@@ -1,0 +1,40 @@
+"""Synthetic masked faces: mask templates placed on real unmasked faces by facial landmarks.
+
+``generate`` writes a dataset (images/*.jpg + masks/*.png); ``synthesize`` renders one pair.
+"""
+
+from __future__ import annotations
+
+from abanet.synth.factory import SynthReport, choose_template, generate, item_rng
+from abanet.synth.landmarks import (
+    AnchorParams,
+    DlibLandmarker,
+    LandmarkError,
+    canonical_landmarks,
+    check_landmarks,
+    mask_anchors,
+    yaw_ratio,
+)
+from abanet.synth.render import PlacementError, SynthOptions, synthesize
+from abanet.synth.templates import MaskTemplate, TemplateSet, load_templates, parse_masks_cfg
+
+__all__ = [
+    "AnchorParams",
+    "DlibLandmarker",
+    "LandmarkError",
+    "MaskTemplate",
+    "PlacementError",
+    "SynthOptions",
+    "SynthReport",
+    "TemplateSet",
+    "canonical_landmarks",
+    "check_landmarks",
+    "choose_template",
+    "generate",
+    "item_rng",
+    "load_templates",
+    "mask_anchors",
+    "parse_masks_cfg",
+    "synthesize",
+    "yaw_ratio",
+]
