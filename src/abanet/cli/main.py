@@ -19,6 +19,9 @@ _COMMAND_MODULES = [
     "models",
     "data",
     "train",
+    "evaluate",
+    "predict",
+    "serve",
 ]
 
 for _name in _COMMAND_MODULES:

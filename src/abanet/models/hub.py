@@ -8,13 +8,12 @@ the ``.safetensors`` file alone is enough. Trained weights shipped with the pack
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from abanet.data.io import write_bytes_atomic
 from abanet.errors import ModelError
 from abanet.models.base import SegmentationModel
 from abanet.models.config import ModelConfig
@@ -41,17 +40,6 @@ def default_model_name() -> str:
     raise ModelError("this installation ships no default model")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_pretrained(model: SegmentationModel, directory: str | Path, **metadata: Any) -> Path:
     """Write ``model.safetensors`` and ``config.json`` atomically; ``metadata`` joins the config."""
     from safetensors.torch import save
@@ -63,8 +51,10 @@ def save_pretrained(model: SegmentationModel, directory: str | Path, **metadata:
     config.metadata = {**config.metadata, **metadata}
     config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write_bytes(directory / "model.safetensors", save(state, {_CONFIG_KEY: config_json}))
-    _atomic_write_bytes(directory / "config.json", (config_json + "\n").encode())
+    write_bytes_atomic(
+        directory / "model.safetensors", save(state, {_CONFIG_KEY: config_json}), overwrite=True
+    )
+    write_bytes_atomic(directory / "config.json", (config_json + "\n").encode(), overwrite=True)
     return directory
 
 

@@ -166,11 +166,10 @@ def load_landmarks_file(path: Path) -> dict[str, dict[str, Any]]:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(templates_dir: str, options: dict[str, Any], faces_dir: str) -> None:
+def _init_worker(tset: TemplateSet, options: dict[str, Any], faces_dir: str) -> None:
     import cv2
 
     cv2.setNumThreads(1)
-    tset = load_templates(templates_dir)
     _STATE.update(tset=tset, options=SynthOptions(**options), faces_dir=Path(faces_dir))
 
 
@@ -291,8 +290,7 @@ def generate(
     opts = options or SynthOptions(size=size)
     if options is not None and options.size != size:
         opts = SynthOptions(**{**asdict(options), "size": size})
-    tset = load_templates(templates_dir)  # fail early on a bad folder
-    del tset
+    tset = load_templates(templates_dir)
     faces = list_faces(faces_dir)
 
     settings = {
@@ -318,7 +316,7 @@ def generate(
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
 
     # 1. landmarks
-    initargs = (str(templates_dir), asdict(opts), str(faces_dir))
+    initargs = (tset, asdict(opts), str(faces_dir))
     if landmarks_file is not None:
         known = load_landmarks_file(Path(landmarks_file))
         missing = [f for f in faces if f not in known]

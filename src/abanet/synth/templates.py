@@ -179,12 +179,11 @@ def load_templates(
         for p in sorted(tex_root.rglob("*")):
             if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
                 continue
-            rgba = _read_rgba(p)
+            rgba, _ = _shrink(_read_rgba(p), texture_side)
             rgb = rgba[..., :3].astype(np.float32)
             a = rgba[..., 3:].astype(np.float32) / 255.0
             rgb = rgb * a + 255.0 * (1 - a)  # transparent texture pixels become white cloth
-            rgb, _ = _shrink(rgb.round().astype(np.uint8), texture_side)
-            textures.append(rgb)
+            textures.append(rgb.round().astype(np.uint8))
             names.append(str(p.relative_to(tex_root)))
     return TemplateSet(root, templates, textures, names)
 

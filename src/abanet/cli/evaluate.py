@@ -1,0 +1,63 @@
+"""``abanet evaluate``: score a model on a labelled dataset with the paper's protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+
+
+def evaluate(
+    model: str = typer.Option(..., "--model", "-m", help="Shipped name, model folder or .safetensors."),
+    data: Path = typer.Option(..., "--data", "-d", help="Labelled dataset folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for per_image.csv, summary.json/.md."),
+    size: int | None = typer.Option(None, "--size", help="Input size (default: the model's)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per forward pass."),
+    split: Path | None = typer.Option(None, "--split", help="Split JSON; evaluate one subset."),
+    subset: str = typer.Option("test", "--subset", help="Subset of --split to evaluate."),
+    kind: str = typer.Option("auto", "--kind", help="Dataset layout (auto, folders, mfsd, labelme)."),
+    compare: Path | None = typer.Option(
+        None, "--compare", help="Per-image baselines CSV (model,encoder,image,iou,...)."
+    ),
+    grid: Path | None = typer.Option(None, "--grid", help="Write a PNG of example rows."),
+    grid_worst: int | None = typer.Option(
+        None, "--grid-worst", help="Show the N worst images by IoU in --grid."
+    ),
+    grid_rows: int = typer.Option(8, "--grid-rows", help="Rows in --grid (without --grid-worst)."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Default: the model's."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
+    no_structure: bool = typer.Option(
+        False, "--no-structure", help="Skip F-beta, S-measure, E-measure (faster)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
+) -> None:
+    """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
+    from abanet.engine.evaluation import evaluate as run_eval
+    from abanet.errors import AbanetError
+
+    try:
+        res = run_eval(
+            model, data, out, size=size, batch_size=batch_size, split=split, subset=subset,
+            kind=kind, compare=compare, grid=grid, grid_worst=grid_worst, grid_rows=grid_rows,
+            threshold=threshold, structure=not no_structure, device=device,
+            num_workers=workers, overwrite=overwrite,
+        )
+    except AbanetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    m = res.metrics
+    s = res.summary
+    typer.echo(f"{s['images']} images, {s['fps']:.1f} images/s on {s['device']}")
+    keys = ["iou", "f1", "precision", "recall", "accuracy", "mae", "fbeta_adaptive", "smeasure"]
+    typer.echo("  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m))
+    if res.compare is not None:
+        info = s["compare"]
+        typer.echo(f"compare: {info['baseline_groups']} baselines, {info['matched_by_all']} of "
+                   f"{info['our_images']} images matched by all")
+    for name, path in res.files.items():
+        typer.echo(f"{name}: {path}")

@@ -1,0 +1,72 @@
+"""``abanet predict``: segment face-mask regions in files, folders and globs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(predict)
+
+
+def predict(
+    inputs: list[str] = typer.Argument(None, help="Image files, folders (recursive) or globs."),
+    out: Path = typer.Option(Path("abanet-out"), "-o", "--out", help="Output folder."),
+    samples: bool = typer.Option(False, "--samples", help="Also segment the shipped samples."),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped name or weights path."),
+    threshold: float = typer.Option(None, help="Probability threshold (default: the model's)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda (cuda fails when absent)."),
+    backend: str = typer.Option("auto", help="Inference backend (auto: fastest faithful)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Crops per forward pass."),
+    detector: str = typer.Option("default", help="Face detector for full photos."),
+    whole_image: bool = typer.Option(False, "--whole-image", help="Never look for faces."),
+    soft: bool = typer.Option(False, "--soft", help="Write probabilities as 8-bit grey."),
+    overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.jpg."),
+    cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png (RGBA)."),
+    json_out: bool = typer.Option(False, "--json", help="Also write <stem>.json (faces)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Write OUT/<stem>.png: a 0/255 mask of the face-mask region at each input's size."""
+    from rich.console import Console
+    from rich.progress import track
+
+    from abanet.errors import AbanetError
+    from abanet.inference.predict import predict_files
+    from abanet.inference.segmenter import Segmenter, default_samples_dir
+
+    console = Console(stderr=True)
+    paths = list(inputs or [])
+    if samples:
+        paths.append(str(default_samples_dir()))
+    if not paths:
+        raise typer.BadParameter("give at least one image, folder or glob (or --samples)")
+    try:
+        segmenter = Segmenter(
+            model, device=device, backend=backend, threshold=threshold,
+            detector=None if whole_image else detector, batch_size=batch_size,
+        )
+    except AbanetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    def progress(it, total):
+        if quiet:
+            return it
+        return track(it, total=total, description="segmenting", console=console)
+
+    summary = predict_files(
+        segmenter, paths, out, soft=soft, overlay_out=overlay, cutout_out=cutout,
+        json_out=json_out, whole_image=whole_image, overwrite=overwrite, progress=progress,
+        report=lambda msg: console.print(f"[yellow]{msg}[/yellow]", highlight=False),
+    )
+    console.print(
+        f"{len(summary.written)} written to {out}, {len(summary.skipped_existing)} skipped "
+        f"(exist), {len(summary.failed)} failed; {summary.faces} faces; model "
+        f"{segmenter.model.config.name}, backend {getattr(segmenter.backend, 'name', backend)}",
+        highlight=False,
+    )
+    if summary.failed:
+        raise typer.Exit(1)

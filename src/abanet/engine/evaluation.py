@@ -1,0 +1,563 @@
+"""``evaluate(model, data, out)``: score a model on a labelled dataset with the paper's protocol.
+
+Protocol (spec.md s.5): each image is resized to the model's input size, predicted, and its
+probability map resized back (bilinear) to the ground truth's size; masks are thresholded at 127
+(0..255), predictions at the model's threshold (0.5); no min-max normalisation of predictions;
+every metric is computed per image and averaged over images (``dataset_*`` keys pool the pixels).
+
+Files written to ``out``: ``per_image.csv``, ``summary.json``, ``summary.md`` and, when asked,
+``compare.csv`` (beside a baselines file) and a PNG grid of image | ground truth | prediction |
+error map rows (false positives red, false negatives blue, true positives white).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abanet.errors import AbanetError, DataError
+
+#: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
+BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
+STRUCTURE_COLUMNS = (
+    "fbeta_adaptive",
+    "fbeta_max",
+    "smeasure",
+    "emeasure_adaptive",
+    "emeasure_mean",
+    "emeasure_max",
+)
+#: Metrics a baselines file may hold (any subset; ``model`` and ``image`` are required).
+COMPARE_METRICS = ("iou", "f1", "precision", "recall", "accuracy", "mae")
+GRID_HEADER = 20  # pixels of the label row at the top of a grid
+GRID_COLUMNS = ("image", "ground truth", "prediction", "error")
+
+
+@dataclass
+class EvalResult:
+    """Scores of one evaluation and the files written."""
+
+    summary: dict[str, Any]
+    per_image: list[dict[str, Any]]
+    compare: list[dict[str, Any]] | None = None
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.summary["metrics"]
+
+
+# ----------------------------------------------------------------------------------- data
+def select_samples(
+    data: str | os.PathLike[str] | Sequence[Any],
+    split: str | os.PathLike[str] | None = None,
+    subset: str = "test",
+    kind: str = "auto",
+) -> list[Any]:
+    """The labelled samples of a dataset folder (or a sample list), optionally one split subset."""
+    from abanet.data.readers import open_dataset, paired
+
+    if isinstance(data, str | os.PathLike):
+        samples, problems = open_dataset(data, kind)
+        pairs = paired(samples)
+        if not pairs:
+            errs = [str(p) for p in problems if p.severity == "error"][:1]
+            raise DataError(f"{data}: no image/mask pairs to evaluate" + (f" ({errs[0]})" if errs else ""))
+    else:
+        pairs = list(data)
+    if split is not None:
+        from abanet.data.splits import apply_split, load_split
+
+        s = load_split(split)
+        if subset not in s:
+            raise DataError(f"{split}: no {subset!r} list (has {', '.join(s)})")
+        pairs = apply_split(pairs, {subset: s[subset]})[subset]
+        if not pairs:
+            raise DataError(f"{split}: the {subset!r} list is empty")
+    return pairs
+
+
+class _EvalSet:
+    """Items: normalised input at ``size``, original mask (uint8 {0,1}) and name."""
+
+    def __init__(self, samples: Sequence[Any], size: int, mean: Sequence[float],
+                 std: Sequence[float]) -> None:
+        from abanet.data.transforms import build_transforms
+
+        self.samples = list(samples)
+        self.transform = build_transforms(size, mean, std, train=False)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        from abanet.data.readers import load_image, load_mask
+
+        s = self.samples[i]
+        image = load_image(s)
+        mask = load_mask(s, 127)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"{s.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        x = self.transform(image=image)["image"].transpose(2, 0, 1)
+        return {"image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                "mask": mask, "name": s.name}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    return {"image": torch.stack([it["image"] for it in items]),
+            "mask": [it["mask"] for it in items], "name": [it["name"] for it in items]}
+
+
+# ---------------------------------------------------------------------------------- model
+def _resolve_model(model: Any, device: str) -> Any:
+    import torch
+
+    from abanet.models.base import SegmentationModel
+
+    if isinstance(model, SegmentationModel):
+        return model.to(device).eval()
+    if isinstance(model, torch.nn.Module):
+        raise AbanetError("evaluate: model must be an abanet SegmentationModel, a name or a path")
+    from abanet.models.hub import load_model
+
+    return load_model(model, device=device)
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class Predictor:
+    """Probability maps at each image's own size: resize in, predict, resize the probability out."""
+
+    def __init__(self, model: Any, size: int, device: str, channels_last: bool = True) -> None:
+        import torch
+
+        self.model = model
+        self.size = size
+        self.device = device
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.forward_seconds = 0.0
+        self.images = 0
+
+    def __call__(self, batch: Mapping[str, Any]) -> list[Any]:
+        import torch
+        import torch.nn.functional as F
+
+        x = batch["image"].to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        probs = self.model.predict(x)
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        self.forward_seconds += time.perf_counter() - t0
+        self.images += x.shape[0]
+        out = []
+        for p, m in zip(probs, batch["mask"], strict=True):
+            h, w = m.shape
+            if tuple(p.shape[-2:]) != (h, w):
+                p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+            out.append(p[0].clamp_(0.0, 1.0))
+        return out
+
+
+# -------------------------------------------------------------------------------- compare
+def _name_keys(name: str) -> list[str]:
+    base = Path(name).name
+    return [name, base, base.lower(), Path(base).stem.lower()]
+
+
+def read_baselines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a per-image baselines CSV (``model,[encoder,]image,<metrics>``), metrics as floats."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError as exc:
+        raise DataError(f"{p}: baselines file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read baselines file ({exc})") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    cols = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in ("model", "image") if c not in cols]
+    if missing:
+        raise DataError(f"{p}: baselines file needs columns model,image (missing {', '.join(missing)})")
+    metrics = [m for m in COMPARE_METRICS if m in cols]
+    if not metrics:
+        raise DataError(f"{p}: baselines file has none of the metric columns {', '.join(COMPARE_METRICS)}")
+    rows = []
+    for line, r in enumerate(reader, start=2):
+        r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
+        row: dict[str, Any] = {"model": r["model"], "encoder": r.get("encoder", ""), "image": r["image"]}
+        for m in metrics:
+            try:
+                row[m] = float(r[m])
+            except ValueError:
+                raise DataError(f"{p}: line {line}: {m} is not a number ({r[m]!r})") from None
+        rows.append(row)
+    return rows
+
+
+def compare_with(per_image: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]],
+                 label: str = "ours") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per (model, encoder) of ``baselines``: its means and ours over the SAME images (joined by
+    image name: exact, then file name, then case-insensitive file name, then stem).
+
+    Returns ``(rows, info)``; each row has ``model, encoder, listed, matched`` and for each metric
+    ``<m>`` (baseline mean) and ``ours_<m>``; the last row is ours over the images every baseline
+    matched. ``info`` says how many of our images matched.
+    """
+    index: dict[str, str] = {}
+    for r in per_image:
+        for k in _name_keys(str(r["image"])):
+            index.setdefault(k, str(r["image"]))
+    ours = {str(r["image"]): r for r in per_image}
+    metrics = [m for m in COMPARE_METRICS if baselines and m in baselines[0]]
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for b in baselines:
+        groups[(b["model"], b.get("encoder", ""))].append(b)
+    rows: list[dict[str, Any]] = []
+    common: set[str] | None = None
+    for (model, enc), items in groups.items():
+        matched: dict[str, Mapping[str, Any]] = {}
+        for b in items:
+            hit = next((index[k] for k in _name_keys(b["image"]) if k in index), None)
+            if hit is not None:
+                matched[hit] = b
+        row: dict[str, Any] = {"model": model, "encoder": enc, "listed": len(items),
+                               "matched": len(matched)}
+        for m in metrics:
+            row[m] = float(np.mean([b[m] for b in matched.values()])) if matched else math.nan
+            row[f"ours_{m}"] = (float(np.mean([ours[n][m] for n in matched])) if matched
+                                else math.nan)
+        rows.append(row)
+        common = set(matched) if common is None else common & set(matched)
+    rows.sort(key=lambda r: -(r.get("iou", 0.0) if not math.isnan(r.get("iou", math.nan)) else -1))
+    common = common or set()
+    ours_row: dict[str, Any] = {"model": label, "encoder": "", "listed": len(per_image),
+                                "matched": len(common)}
+    for m in metrics:
+        v = float(np.mean([ours[n][m] for n in common])) if common else math.nan
+        ours_row[m] = v
+        ours_row[f"ours_{m}"] = v
+    rows.append(ours_row)
+    info = {"baseline_groups": len(groups), "our_images": len(per_image),
+            "matched_by_all": len(common), "metrics": metrics}
+    return rows, info
+
+
+# ----------------------------------------------------------------------------------- grid
+def grid_size(rows: int, tile: int) -> tuple[int, int]:
+    """(width, height) in pixels of a grid with ``rows`` rows of ``tile``-pixel tiles."""
+    return 4 * tile, GRID_HEADER + rows * tile
+
+
+def _fit(arr: np.ndarray, tile: int, nearest: bool) -> np.ndarray:
+    """Resize ``arr`` (HxWx3 uint8) to fit a tile x tile square, centred on grey."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    s = tile / max(h, w)
+    nh, nw = max(1, round(h * s)), max(1, round(w * s))
+    im = Image.fromarray(arr).resize((nw, nh), Image.NEAREST if nearest else Image.BILINEAR)
+    out = np.full((tile, tile, 3), 64, dtype=np.uint8)
+    y, x = (tile - nh) // 2, (tile - nw) // 2
+    out[y : y + nh, x : x + nw] = np.asarray(im)
+    return out
+
+
+def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """RGB map: true positive white, false positive red, false negative blue, true negative black."""
+    pred, gt = pred.astype(bool), gt.astype(bool)
+    out = np.zeros((*gt.shape, 3), dtype=np.uint8)
+    out[pred & gt] = (255, 255, 255)
+    out[pred & ~gt] = (255, 0, 0)
+    out[~pred & gt] = (0, 0, 255)
+    return out
+
+
+def draw_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], tile: int = 160
+              ) -> Any:
+    """A PIL image: one row per ``(image RGB, gt {0,1}, pred {0,1}, caption)``, 4 tiles each."""
+    from PIL import Image, ImageDraw
+
+    width, height = grid_size(len(rows), tile)
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for c, label in enumerate(GRID_COLUMNS):
+        draw.text((c * tile + 4, 4), label, fill=(0, 0, 0))
+    for r, (image, gt, pred, caption) in enumerate(rows):
+        gt3 = np.repeat((gt.astype(np.uint8) * 255)[..., None], 3, axis=2)
+        pr3 = np.repeat((pred.astype(np.uint8) * 255)[..., None], 3, axis=2)
+        tiles = [_fit(image, tile, False), _fit(gt3, tile, True), _fit(pr3, tile, True),
+                 _fit(error_map(pred, gt), tile, True)]
+        y = GRID_HEADER + r * tile
+        for c, t in enumerate(tiles):
+            canvas.paste(Image.fromarray(t), (c * tile, y))
+        if caption:
+            draw.text((3 * tile + 3, y + 3), caption, fill=(255, 255, 0))
+    return canvas
+
+
+# ------------------------------------------------------------------------------- writing
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "" if math.isnan(v) else f"{v:.6f}"
+    return str(v)
+
+
+def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_fmt(r.get(c, "")) for c in columns])
+    return buf.getvalue()
+
+
+def _write(path: Path, text: str) -> Path:
+    from abanet.data.io import write_bytes_atomic
+
+    return write_bytes_atomic(path, text.encode("utf-8"), overwrite=True)
+
+
+def summary_markdown(summary: Mapping[str, Any], compare: Sequence[Mapping[str, Any]] | None
+                     ) -> str:
+    """The summary as Markdown (percentages like the paper's tables for IoU..accuracy)."""
+    m = summary["metrics"]
+    lines = [
+        f"# Evaluation of {summary['model']}",
+        "",
+        f"- data: `{summary['data']}`" + (f" (split `{summary['split']}`, subset "
+                                          f"`{summary['subset']}`)" if summary.get("split") else ""),
+        f"- images: {summary['images']}, input size {summary['input_size']}, threshold "
+        f"{summary['threshold']}, device {summary['device']}",
+        f"- speed: {summary['fps']:.2f} images/s (model forward, batch {summary['batch_size']})",
+        "",
+        "Per-image means (paper protocol), IoU to accuracy in %:",
+        "",
+        "| IoU | F1 | Precision | Recall | Acc | MAE | F-beta (adaptive) | F-beta (max) | S-measure"
+        " | E-measure (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    def pct(k: str) -> str:
+        return f"{100 * m[k]:.3f}" if k in m else "-"
+
+    def frac(k: str) -> str:
+        return f"{m[k]:.3f}" if k in m else "-"
+
+    lines.append(
+        f"| {pct('iou')} | {pct('f1')} | {pct('precision')} | {pct('recall')} | {pct('accuracy')} "
+        f"| {frac('mae')} | {frac('fbeta_adaptive')} | {frac('fbeta_max')} | {frac('smeasure')} "
+        f"| {frac('emeasure_mean')} |"
+    )
+    lines += ["", "Pooled over all pixels (%): " + ", ".join(
+        f"{k.split('_', 1)[1]} {100 * m[k]:.3f}" for k in m if k.startswith("dataset_")), ""]
+    if compare:
+        metrics = [k for k in COMPARE_METRICS if k in compare[0]]
+        lines += [
+            "## Beside the baselines (same images)",
+            "",
+            "| model | encoder | matched | " + " | ".join(metrics) + " | "
+            + " | ".join(f"ours {k}" for k in metrics) + " |",
+            "|---|---|---|" + "---|" * (2 * len(metrics)),
+        ]
+        for r in compare:
+            vals = [f"{100 * r[k]:.3f}" if k != "mae" else f"{r[k]:.4f}" for k in metrics]
+            ours = [f"{100 * r['ours_' + k]:.3f}" if k != "mae" else f"{r['ours_' + k]:.4f}"
+                    for k in metrics]
+            lines.append(f"| {r['model']} | {r['encoder']} | {r['matched']}/{r['listed']} | "
+                         + " | ".join(vals) + " | " + " | ".join(ours) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- evaluate
+def evaluate(
+    model: Any,
+    data: str | os.PathLike[str] | Sequence[Any],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    size: int | None = None,
+    batch_size: int = 8,
+    split: str | os.PathLike[str] | None = None,
+    subset: str = "test",
+    kind: str = "auto",
+    compare: str | os.PathLike[str] | None = None,
+    grid: str | os.PathLike[str] | None = None,
+    grid_worst: int | None = None,
+    grid_rows: int = 8,
+    grid_tile: int = 160,
+    threshold: float | None = None,
+    structure: bool = True,
+    device: str = "auto",
+    num_workers: int = 0,
+    channels_last: bool = True,
+    overwrite: bool = False,
+) -> EvalResult:
+    """Score ``model`` (a SegmentationModel, a shipped name or a saved folder/file) on the labelled
+    pairs of ``data`` (a dataset folder or a list of samples; ``split``+``subset`` pick a part).
+
+    ``size`` overrides the model's input size; ``threshold`` its threshold. With ``out`` the files
+    of the module docstring are written there (an existing ``summary.json`` is only replaced with
+    ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
+    IoU. Returns an :class:`EvalResult`.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from abanet.metrics import SegmentationMetrics
+
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None and (out_dir / "summary.json").exists() and not overwrite:
+        raise AbanetError(f"{out_dir}: holds an evaluation already (summary.json); pass overwrite")
+    if grid is not None and Path(grid).exists() and not overwrite:
+        raise AbanetError(f"{grid}: file exists (pass overwrite to replace it)")
+    if batch_size < 1:
+        raise AbanetError(f"evaluate: batch size must be >= 1, got {batch_size}")
+    dev = _device(device)
+    net = _resolve_model(model, dev)
+    cfg = net.config
+    input_size = int(size or cfg.input_size)
+    if input_size % cfg.size_divisor:
+        from abanet.models.base import nearest_valid_size
+
+        raise AbanetError(
+            f"{cfg.name}: size {input_size} is not a multiple of {cfg.size_divisor}; nearest valid "
+            f"size is {nearest_valid_size(input_size, cfg.size_divisor)}"
+        )
+    thr = float(cfg.threshold if threshold is None else threshold)
+    samples = select_samples(data, split, subset, kind)
+    baselines = read_baselines(compare) if compare is not None else None
+
+    dataset = _EvalSet(samples, input_size, cfg.mean, cfg.std)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=_collate)
+    predictor = Predictor(net, input_size, dev, channels_last=channels_last and dev == "cpu")
+    metrics = SegmentationMetrics(threshold=thr, structure=structure)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in loader:
+            probs = predictor(batch)
+            masks = [torch.from_numpy(m) for m in batch["mask"]]
+            metrics.update([p.cpu() for p in probs], masks, names=batch["name"])
+    wall = time.perf_counter() - start
+
+    per_image = []
+    for row in metrics.per_image():
+        r = {"image": row.pop("name"), **row}
+        per_image.append(r)
+    scores = metrics.compute()
+    summary: dict[str, Any] = {
+        "model": str(model) if not hasattr(model, "config") else cfg.name,
+        "model_name": cfg.name,
+        "data": str(data) if isinstance(data, str | os.PathLike) else f"{len(samples)} samples",
+        "split": str(split) if split is not None else None,
+        "subset": subset if split is not None else None,
+        "images": len(per_image),
+        "input_size": input_size,
+        "threshold": thr,
+        "device": dev,
+        "batch_size": batch_size,
+        "fps": predictor.images / predictor.forward_seconds if predictor.forward_seconds else 0.0,
+        "seconds": wall,
+        "metrics": scores,
+    }
+    result = EvalResult(summary=summary, per_image=per_image, out_dir=out_dir)
+
+    if baselines is not None:
+        rows, info = compare_with(per_image, baselines, label=f"ours ({cfg.name})")
+        summary["compare"] = {"file": str(compare), **info}
+        result.compare = rows
+
+    if grid is not None:
+        result.files["grid"] = _write_grid(
+            predictor, dataset, per_image, Path(grid), thr, grid_worst, grid_rows, grid_tile
+        )
+
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        columns = ["image", *BINARY_COLUMNS] + (list(STRUCTURE_COLUMNS) if structure else [])
+        result.files["per_image"] = _write(out_dir / "per_image.csv", _csv_text(per_image, columns))
+        if result.compare is not None:
+            metrics_cols = summary["compare"]["metrics"]
+            cols = ["model", "encoder", "listed", "matched", *metrics_cols,
+                    *[f"ours_{m}" for m in metrics_cols]]
+            result.files["compare"] = _write(out_dir / "compare.csv", _csv_text(result.compare, cols))
+        result.files["summary_md"] = _write(out_dir / "summary.md",
+                                            summary_markdown(summary, result.compare))
+        summary["files"] = {k: str(v) for k, v in result.files.items()}
+        # summary.json last: its presence marks a finished evaluation
+        result.files["summary"] = _write(
+            out_dir / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n"
+        )
+    return result
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _write_grid(predictor: Predictor, dataset: _EvalSet, per_image: Sequence[Mapping[str, Any]],
+                path: Path, threshold: float, worst: int | None, rows: int, tile: int) -> Path:
+    import torch
+
+    from abanet.data.readers import load_image
+
+    if worst:
+        chosen = sorted(range(len(per_image)), key=lambda i: (per_image[i]["iou"], i))[:worst]
+    else:
+        chosen = list(range(min(rows, len(per_image))))
+    items = [dataset[i] for i in chosen]
+    picture_rows = []
+    with torch.inference_mode():
+        for start in range(0, len(items), 8):
+            batch = _collate(items[start : start + 8])
+            probs = predictor(batch)
+            for j, p in enumerate(probs):
+                i = chosen[start + j]
+                pred = (p.cpu().numpy() >= threshold).astype(np.uint8)
+                gt = batch["mask"][j]
+                image = load_image(dataset.samples[i])
+                caption = f"IoU {per_image[i]['iou']:.3f}"
+                picture_rows.append((image, gt, pred, caption))
+    canvas = draw_grid(picture_rows, tile)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    from abanet.data.io import write_bytes_atomic
+
+    return write_bytes_atomic(path, buf.getvalue(), overwrite=True)

@@ -1,0 +1,192 @@
+"""``Segmenter``: a loaded model, a backend and a face detector, ready to segment images.
+
+One session per model (like rembg): build it once, call :meth:`Segmenter.predict` many times.
+Face crops are segmented whole; full photos go through the face pipeline (detect, crop in the
+training framing, segment each crop, paste back) unless ``whole_image=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from abanet.errors import AbanetError, ModelError
+
+ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without CUDA fails loudly."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise AbanetError("--device cuda was requested but no CUDA device is available")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise AbanetError(f"unknown device {name!r} (use auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def to_rgb_array(image: ImageLike) -> np.ndarray:
+    """RGB uint8 HxWx3 from a path, a PIL image or an array (gray, RGB or RGBA)."""
+    from abanet.data.io import _to_rgb, read_image
+
+    if isinstance(image, str | os.PathLike):
+        return read_image(image)
+    if isinstance(image, Image.Image):
+        return _to_rgb(image, "<PIL image>")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        if arr.dtype.kind == "f" and arr.size and float(arr.max()) <= 1.0:
+            arr = (arr * 255.0).round()
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        raise AbanetError(f"expected an HxW, HxWx3 or HxWx4 image array, got shape {arr.shape}")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr[..., :3])
+
+
+class Segmenter:
+    """Segment face-mask regions.
+
+    Args:
+        model: shipped name (``"default"``), a weights folder/file, or a loaded model.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        backend: inference backend (``auto`` picks the fastest faithful one on this machine).
+        threshold: probability threshold (default: the model config's).
+        detector: face detector name for full photos, or ``None`` to always segment whole images.
+        batch_size: crops per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | torch.nn.Module = "default",
+        device: str = "auto",
+        backend: str = "auto",
+        threshold: float | None = None,
+        detector: str | None = "default",
+        batch_size: int = 8,
+    ) -> None:
+        from abanet.models.hub import load_model
+
+        self.device = resolve_device(device)
+        self.model = (
+            model.to(self.device).eval()
+            if isinstance(model, torch.nn.Module)
+            else load_model(model, device=self.device)
+        )
+        cfg = self.model.config
+        self.size = int(cfg.input_size)
+        if self.size % cfg.size_divisor:
+            raise ModelError(f"{cfg.name}: input_size {self.size} is not a multiple of "
+                             f"{cfg.size_divisor}")
+        self.threshold = float(cfg.threshold if threshold is None else threshold)
+        self.batch_size = max(1, int(batch_size))
+        self._mean = np.asarray(cfg.mean, np.float32) * 255.0
+        self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
+        self.backend_name = backend
+        self._backend: Any = None
+        self.detector_name = detector
+        self._detector: Any = None
+
+    # -- lazily built parts -------------------------------------------------------------------
+    @property
+    def backend(self) -> Any:
+        if self._backend is None:
+            from abanet.inference.backends import create_backend
+
+            self._backend = create_backend(
+                self.model, self.backend_name, self.device, size=self.size, batch=self.batch_size
+            )
+        return self._backend
+
+    @property
+    def detector(self) -> Any:
+        if self._detector is None and self.detector_name is not None:
+            from abanet.faces import create_detector
+
+            self._detector = create_detector(self.detector_name)
+        return self._detector
+
+    # -- core ---------------------------------------------------------------------------------
+    def preprocess(self, crop: np.ndarray) -> np.ndarray:
+        """RGB uint8 crop -> normalised float32 3xSxS (resize with area/linear filtering)."""
+        h, w = crop.shape[:2]
+        interp = cv2.INTER_AREA if min(h, w) > self.size else cv2.INTER_LINEAR
+        resized = cv2.resize(crop, (self.size, self.size), interpolation=interp)
+        return ((resized.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
+
+    def segment_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Probability maps (float32, each at its crop's size) for RGB uint8 crops."""
+        out: list[np.ndarray] = []
+        for start in range(0, len(crops), self.batch_size):
+            chunk = crops[start : start + self.batch_size]
+            batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
+            probs = self.backend.run(batch.to(self.device)).float().cpu().numpy()[:, 0]
+            for crop, prob in zip(chunk, probs, strict=True):
+                h, w = crop.shape[:2]
+                out.append(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR))
+        return out
+
+    def segment(self, image: ImageLike, whole_image: bool = False) -> Any:
+        """Full result for one image: ``PhotoResult`` with ``prob``, ``mask`` and ``faces``."""
+        from abanet.faces.pipeline import segment_photo
+
+        rgb = to_rgb_array(image)
+        detector = None if whole_image else self.detector
+        return segment_photo(
+            rgb, detector, self.segment_crops, threshold=self.threshold,
+            whole_image=whole_image or detector is None,
+        )
+
+    def predict(self, image: ImageLike, whole_image: bool = False, soft: bool = False) -> Any:
+        """The mask of one image, in the caller's type family.
+
+        Path or numpy in: ``np.ndarray`` uint8 HxW (0/255, or 0..255 probabilities with
+        ``soft``). PIL in: a mode ``L`` PIL image of the same values.
+        """
+        result = self.segment(image, whole_image=whole_image)
+        mask = encode_mask(result, soft)
+        return Image.fromarray(mask, mode="L") if isinstance(image, Image.Image) else mask
+
+    def predict_batch(
+        self, images: Sequence[ImageLike], whole_image: bool = False, soft: bool = False
+    ) -> list[Any]:
+        """``predict`` for several images; crops of all images share forward passes."""
+        if whole_image or self.detector is None:
+            rgbs = [to_rgb_array(im) for im in images]
+            probs = self.segment_crops(rgbs)
+            masks = [_encode(p, self.threshold, soft) for p in probs]
+            return [
+                Image.fromarray(m, mode="L") if isinstance(im, Image.Image) else m
+                for m, im in zip(masks, images, strict=True)
+            ]
+        return [self.predict(im, soft=soft) for im in images]
+
+
+def _encode(prob: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
+    if soft:
+        return np.clip(prob * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.where(prob >= threshold, 255, 0).astype(np.uint8)
+
+
+def encode_mask(result: Any, soft: bool = False) -> np.ndarray:
+    """uint8 HxW mask of a ``PhotoResult``: 0/255, or 8-bit probabilities with ``soft``."""
+    if soft:
+        return _encode(result.prob, 0.5, True)
+    return (result.mask > 0).astype(np.uint8) * 255
+
+
+def default_samples_dir() -> Path:
+    """Folder of the sample images shipped in the package."""
+    return Path(__file__).resolve().parent.parent / "assets" / "samples"

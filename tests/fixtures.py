@@ -1,0 +1,42 @@
+"""Tiny models and images shared by the inference, service and CLI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+import abanet
+from abanet.models.base import SegmentationModel
+from abanet.models.config import ModelConfig
+
+
+class LowerHalfModel(SegmentationModel):
+    """A stand-in network whose logits are +8 on the lower half of the input and -8 above."""
+
+    def __init__(self) -> None:
+        super().__init__(ModelConfig(name="lower_half", input_size=64, size_divisor=32))
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = x.shape[-2]
+        logits = torch.full((x.shape[0], 1, h, x.shape[-1]), -8.0) + self.anchor
+        logits[:, :, h // 2 :] = 8.0
+        return [logits]
+
+
+def tiny_saved_model(folder: Path) -> Path:
+    """A random-weight abanet_lite at input size 64, saved as a model folder."""
+    torch.manual_seed(0)
+    model = abanet.create_model("abanet_lite")
+    model.config.input_size = 64
+    return model.save_pretrained(folder)
+
+
+def write_rgb(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Path:
+    """A random RGB image of ``size`` (width, height) saved at ``path``."""
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path

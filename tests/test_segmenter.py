@@ -1,0 +1,96 @@
+"""The Python API: Segmenter input kinds, output types and values."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from abanet.errors import AbanetError
+from abanet.inference.segmenter import Segmenter, resolve_device, to_rgb_array
+from tests.fixtures import LowerHalfModel
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter(LowerHalfModel(), device="cpu", backend="eager", detector=None)
+
+
+def expected_lower_half(h: int, w: int) -> np.ndarray:
+    rows = (np.arange(h) + 0.5) / h >= 0.5
+    return np.repeat(rows[:, None], w, axis=1)
+
+
+def test_numpy_in_numpy_out_at_input_size(segmenter: Segmenter) -> None:
+    image = np.zeros((50, 30, 3), np.uint8)
+    mask = segmenter.predict(image)
+    assert isinstance(mask, np.ndarray) and mask.shape == (50, 30) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    agree = (mask > 0) == expected_lower_half(50, 30)
+    assert agree.mean() >= 0.95  # bilinear resize blurs one row at the boundary
+
+
+def test_pil_in_pil_out(segmenter: Segmenter) -> None:
+    out = segmenter.predict(Image.new("RGB", (40, 20)))
+    assert isinstance(out, Image.Image) and out.mode == "L" and out.size == (40, 20)
+
+
+def test_soft_gives_probabilities(segmenter: Segmenter) -> None:
+    soft = segmenter.predict(np.zeros((64, 64, 3), np.uint8), soft=True)
+    assert soft[0, 0] <= 1 and soft[-1, 0] >= 254  # sigmoid(-8)*255 ~ 0, sigmoid(8)*255 ~ 255
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "CMYK"])
+def test_file_modes(segmenter: Segmenter, tmp_path, mode: str) -> None:
+    path = tmp_path / ("img.jpg" if mode == "CMYK" else "img.png")
+    Image.new("RGB", (36, 24), (120, 30, 200)).convert(mode).save(path)
+    mask = segmenter.predict(path)
+    assert mask.shape == (24, 36)
+
+
+def test_exif_orientation_is_honoured(segmenter: Segmenter, tmp_path) -> None:
+    image = Image.new("RGB", (60, 20))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif)
+    assert segmenter.predict(path).shape == (60, 20)
+
+
+def test_float_and_gray_arrays() -> None:
+    assert to_rgb_array(np.ones((5, 4), np.float32)).shape == (5, 4, 3)
+    assert to_rgb_array(np.ones((5, 4), np.float32))[0, 0, 0] == 255
+    with pytest.raises(AbanetError, match="image array"):
+        to_rgb_array(np.zeros((2, 3, 5), np.uint8))
+
+
+def test_predict_batch_matches_predict(segmenter: Segmenter) -> None:
+    images = [np.full((32 + 8 * i, 40, 3), 10 * i, np.uint8) for i in range(3)]
+    batch = segmenter.predict_batch(images)
+    for image, mask in zip(images, batch, strict=True):
+        assert np.array_equal(mask, segmenter.predict(image))
+
+
+def test_unreadable_bytes_name_the_file(segmenter: Segmenter, tmp_path) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(AbanetError, match="broken.jpg"):
+        segmenter.predict(bad)
+
+
+def test_cuda_request_without_cuda_fails_loudly() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(AbanetError, match="no CUDA device"):
+        resolve_device("cuda")
+
+
+def test_png_roundtrip_of_mask(segmenter: Segmenter) -> None:
+    out = segmenter.predict(Image.new("RGB", (32, 32)))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    assert np.array_equal(np.asarray(Image.open(buf)), np.asarray(out))
