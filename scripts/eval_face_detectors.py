@@ -68,15 +68,15 @@ for rel in sys.stdin.read().split("\n"):
         continue
     img = np.asarray(Image.open(root + "/" + rel).convert("RGB"))
     h, w = img.shape[:2]
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = fd.process(img)
-    dt = time.perf_counter() - t
+    dt, dc = time.perf_counter() - t, time.process_time() - c
     dets = []
     for d in res.detections or []:
         b = d.location_data.relative_bounding_box
         dets.append([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
                      float(d.score[0])])
-    print(json.dumps({"image": rel, "seconds": dt, "detections": dets}), flush=True)
+    print(json.dumps({"image": rel, "seconds": dt, "cpu": dc, "detections": dets}), flush=True)
 """
 
 
@@ -89,7 +89,7 @@ def load_image(path: Path) -> np.ndarray:
 
 def run_in_process(
     config: str, root: Path, images: list[str], floor: float | None
-) -> tuple[dict[str, list[list[float]]], list[float]]:
+) -> tuple[dict[str, list[list[float]]], list[float], list[float]]:
     from abanet.faces import create_detector
 
     name, kwargs = CONFIGS[config]
@@ -99,18 +99,20 @@ def run_in_process(
     detector = create_detector(name, **kwargs)
     detections: dict[str, list[list[float]]] = {}
     seconds: list[float] = []
+    cpu_seconds: list[float] = []
     for rel in images:
         image = load_image(root / rel)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         faces = detector.detect(image)
         seconds.append(time.perf_counter() - t)
+        cpu_seconds.append(time.process_time() - c)
         detections[rel] = [[*f.box, f.score] for f in faces]
-    return detections, seconds
+    return detections, seconds, cpu_seconds
 
 
 def run_mediapipe(
     config: str, root: Path, images: list[str], floor: float | None, python: str
-) -> tuple[dict[str, list[list[float]]], list[float]]:
+) -> tuple[dict[str, list[list[float]]], list[float], list[float]]:
     model = CONFIGS[config][1]["model_selection"]
     proc = subprocess.run(
         [python, "-c", _MEDIAPIPE_WORKER, str(root), str(model), str(floor if floor else 0.5)],
@@ -119,12 +121,13 @@ def run_mediapipe(
         text=True,
         check=True,
     )
-    detections, seconds = {}, []
+    detections, seconds, cpu_seconds = {}, [], []
     for line in proc.stdout.splitlines():
         row = json.loads(line)
         detections[row["image"]] = row["detections"]
         seconds.append(row["seconds"])
-    return detections, seconds
+        cpu_seconds.append(row["cpu"])
+    return detections, seconds, cpu_seconds
 
 
 def score(
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mediapipe-python", default=None, help="python that has mediapipe")
     parser.add_argument("--big", type=float, default=48.0, help="'big face' height in px")
     parser.add_argument("--json", type=Path, default=None, help="write the rows here as JSON")
+    parser.add_argument("--save-detections", type=Path, default=None, help="folder for raw boxes")
     args = parser.parse_args(argv)
 
     labels = json.loads(args.labels.read_text())["images"]
@@ -184,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         if (name == "mediapipe" and args.mediapipe_python) or (name != "mediapipe" and _REGISTRY[name].available())
     ]
     rows = []
-    header = "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image | ms / image (mean) | ms / image (median) |"
+    header = "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image | ms / image (mean) | ms / image (median) | CPU ms / image |"
     print(f"{len(images)} images, labels {args.labels.name}\n")
     print(header)
-    print("|" + "---|" * 7)
+    print("|" + "---|" * 8)
     for config in configs:
         name, kwargs = CONFIGS[config]
         sweep = SWEEP.get(config) if args.sweep else None
@@ -196,11 +200,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.mediapipe_python:
                 print(f"| {config} | skipped: pass --mediapipe-python |")
                 continue
-            dets, secs = run_mediapipe(config, args.data, images, floor, args.mediapipe_python)
+            dets, secs, cpus = run_mediapipe(config, args.data, images, floor, args.mediapipe_python)
         else:
-            dets, secs = run_in_process(config, args.data, images, floor)
+            dets, secs, cpus = run_in_process(config, args.data, images, floor)
         timed = secs[1:] if len(secs) > 1 else secs
         ms_mean, ms_median = 1000 * statistics.fmean(timed), 1000 * statistics.median(timed)
+        cpu_ms = 1000 * statistics.fmean(cpus[1:] if len(cpus) > 1 else cpus)
+        if args.save_detections:
+            args.save_detections.mkdir(parents=True, exist_ok=True)
+            (args.save_detections / f"{config}.json").write_text(json.dumps(dets))
         default_thr = kwargs.get("threshold", _default_threshold(name))
         thresholds = sorted(set([*(sweep or []), default_thr])) if sweep else [None]
         for thr in thresholds:
@@ -209,10 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             mark = "" if thr is None or thr == default_thr else " (sweep)"
             print(
                 f"| {config} | {shown:g}{mark} | {s['recall']:.3f} | {s['recall_big']:.3f} | "
-                f"{s['fp_per_image']:.3f} | {ms_mean:.1f} | {ms_median:.1f} |",
+                f"{s['fp_per_image']:.3f} | {ms_mean:.1f} | {ms_median:.1f} | {cpu_ms:.1f} |",
                 flush=True,
             )
-            rows.append({"detector": config, "threshold": shown, **s, "ms_mean": ms_mean, "ms_median": ms_median})
+            rows.append({"detector": config, "threshold": shown, **s, "ms_mean": ms_mean, "ms_median": ms_median, "cpu_ms": cpu_ms})
     if rows:
         print(f"\nfaces counted: {rows[0]['faces']} (of which >= {args.big:g} px: {rows[0]['big_faces']})")
     if args.json:

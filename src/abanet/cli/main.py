@@ -20,8 +20,12 @@ _COMMAND_MODULES = [
     "data",
     "train",
     "evaluate",
+    "experiment",
     "predict",
     "serve",
+    "benchmark",
+    "export",
+    "synth",
 ]
 
 for _name in _COMMAND_MODULES:

@@ -10,7 +10,9 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("synth")
     def synth(
-        faces: Path = typer.Option(..., "--faces", help="Folder of unmasked face crops (recursive)."),
+        faces: Path = typer.Option(
+            ..., "--faces", help="Folder of unmasked face crops (recursive)."
+        ),
         out: Path = typer.Option(..., "--out", help="Output folder: images/, masks/, synth.json."),
         n: int = typer.Option(..., "-n", "--n", help="Number of pairs to make."),
         seed: int = typer.Option(0, "--seed", help="Same seed, same bytes (any --workers)."),
@@ -36,7 +38,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Place mask templates on real faces by facial landmarks: OUT/images/*.jpg + OUT/masks/*.png."""
+        """Put mask templates on real faces by landmarks: OUT/images/*.jpg + OUT/masks/*.png."""
         from abanet.errors import AbanetError
         from abanet.synth import SynthOptions, generate
 

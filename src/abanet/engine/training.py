@@ -18,8 +18,9 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,13 @@ class TrainResult:
     seconds: float = 0.0
     split_file: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
+    model: Any = field(default=None, repr=False)  # the best model, in memory (eval mode)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, Path):
-                d[k] = str(v)
-        d.pop("config")
-        return d
+        """JSON-ready facts (paths as text; without the config and the model)."""
+        skip = ("config", "model")
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
 def _atomic_checkpoint_io() -> Any:
@@ -132,6 +132,16 @@ def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def _set_best(cb: Any, path: Path, score: float) -> None:
+    """Record ``path`` as the best checkpoint in a ModelCheckpoint (save_top_k=1)."""
+    import torch
+
+    value = torch.tensor(score)
+    cb.best_model_path = cb.kth_best_model_path = str(path)
+    cb.best_model_score = cb.kth_value = value
+    cb.best_k_models = {str(path): value}
+
+
 def _load_weights(module: Any, ckpt: Path) -> None:
     import torch
 
@@ -196,7 +206,7 @@ def train(
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor="val/iou", mode="max", save_top_k=1,
-        save_last=True, auto_insert_metric_name=False,
+        save_last=True, auto_insert_metric_name=False, save_on_train_epoch_end=False,
     )
     callbacks: list[Any] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
     es = cfg["early_stopping"]
@@ -209,27 +219,29 @@ def train(
         plugins=[_atomic_checkpoint_io()], **_trainer_kwargs(cfg),
     )
 
+    if resume:  # Lightning warns that the checkpoint folder is not empty: that is the point
+        warnings.filterwarnings("ignore", message=r".*exists and is not empty", category=UserWarning)
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None)
     if trainer.interrupted:
         raise AbanetError(f"{run_dir}: training was interrupted; resume with --resume")
-    # Make sure last.ckpt is the final state (max_steps / max_time can stop mid-epoch).
-    trainer.save_checkpoint(last_ckpt)
 
     best = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else None
     best_score = float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None
-    if module.last_val_step != trainer.global_step:  # the final weights were never validated
+    val_scores: dict[str, float] = {}
+    if module.last_val_step != trainer.global_step:
+        # max_steps / max_time stopped between validations: validate the final weights too.
         trainer.validate(module, datamodule=dm, verbose=False)
         score = module.last_val_scores.get("iou")
-        if best_score is None or (score is not None and score > best_score):
-            best = ckpt_dir / "best.ckpt"
+        if score is not None and (best_score is None or score > best_score):
+            best, best_score = ckpt_dir / "best.ckpt", float(score)
             trainer.save_checkpoint(best)
-            best_score = score
-    if best is not None and best.is_file():
+            _set_best(ckpt_cb, best, best_score)
+            val_scores = dict(module.last_val_scores)
+    # last.ckpt: the final state, with the checkpoint callback's up-to-date best (for --resume).
+    trainer.save_checkpoint(last_ckpt)
+    if best is not None and best.is_file() and not val_scores:
         _load_weights(module, best)
-    val_scores: dict[str, float] = {}
-    if best is not None:
-        module.last_val_scores = {}
         trainer.validate(module, datamodule=dm, verbose=False)
         val_scores = dict(module.last_val_scores)
     seconds = time.perf_counter() - start
@@ -258,6 +270,7 @@ def train(
         run_dir=run_dir, model_dir=model_dir, best_checkpoint=best, last_checkpoint=last_ckpt,
         best_score=best_score, val_scores=val_scores, global_step=int(trainer.global_step),
         epochs=int(trainer.current_epoch), seconds=seconds, split_file=split_file, config=cfg,
+        model=module.model.eval(),
     )
     if trainer.is_global_zero:
         write_bytes_atomic(run_dir / "result.json",

@@ -18,20 +18,9 @@ import torch
 from PIL import Image
 
 from abanet.errors import AbanetError, ModelError
+from abanet.inference.backends import resolve_device
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without CUDA fails loudly."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AbanetError("--device cuda was requested but no CUDA device is available")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise AbanetError(f"unknown device {name!r} (use auto, cpu or cuda)")
-    return torch.device(name)
 
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:

@@ -134,7 +134,8 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def load_landmarks_file(path: Path) -> dict[str, dict[str, Any]]:
     """Read landmarks: ``{"faces": {rel_path: {"landmarks": [[x, y]]*68} | {"failed": why}}}``
-    (what generate caches in ``OUT/landmarks.json``), or a plain ``{rel_path: [[x, y]]*68 | null}``."""
+    (what generate caches in ``OUT/landmarks.json``), or plain ``{rel_path: [[x, y]]*68 | null}``.
+    """
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -234,28 +235,107 @@ def _render(spec: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- driver
 
 
-def _run(
-    fn: Any, items: Sequence[Any], workers: int, initargs: tuple, desc: str, progress: bool
-) -> Iterator[Any]:
-    from tqdm import tqdm
+class _Runner:
+    """Maps a worker function over items in-process (workers <= 1) or in one lazily started
+    spawn-context process pool shared by both phases, with a tqdm progress bar."""
 
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="img", dynamic_ncols=True)
-    try:
-        if workers <= 1:
-            _init_worker(*initargs)
-            for it in items:
-                yield fn(it)
+    def __init__(self, workers: int, initargs: tuple, progress: bool) -> None:
+        self.workers, self.initargs, self.progress = workers, initargs, progress
+        self.pool: Any = None
+        self.local_ready = False
+
+    def map(self, fn: Any, items: Sequence[Any], desc: str, chunksize: int) -> Iterator[Any]:
+        from tqdm import tqdm
+
+        if not items:
+            return
+        bar = tqdm(total=len(items), desc=desc, disable=not self.progress, unit="img")
+        try:
+            if self.workers <= 1:
+                if not self.local_ready:
+                    _init_worker(*self.initargs)
+                    self.local_ready = True
+                results: Iterator[Any] = map(fn, items)
+            else:
+                if self.pool is None:
+                    import multiprocessing as mp
+
+                    ctx = mp.get_context("spawn")
+                    self.pool = ctx.Pool(
+                        self.workers, initializer=_init_worker, initargs=self.initargs
+                    )
+                results = self.pool.imap(fn, items, chunksize=chunksize)
+            for res in results:
+                yield res
                 bar.update()
-        else:
-            import multiprocessing as mp
+        finally:
+            bar.close()
 
-            ctx = mp.get_context("spawn")
-            with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
-                for res in pool.imap(fn, items, chunksize=4):
-                    yield res
-                    bar.update()
-    finally:
-        bar.close()
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None and exc[0] is not None:
+            self.pool.terminate()
+        self.close()
+
+
+def _find_landmarks(
+    runner: _Runner,
+    faces: list[str],
+    out_dir: Path,
+    landmarks_file: str | Path | None,
+    overwrite: bool,
+) -> dict[str, dict[str, Any]]:
+    """Landmarks per face: from the given file, else dlib (cached in ``out_dir/landmarks.json``)."""
+    if landmarks_file is not None:
+        known = load_landmarks_file(Path(landmarks_file))
+        return {f: known.get(f, {"failed": "not in landmarks file"}) for f in faces}
+    cache = out_dir / LANDMARKS_CACHE
+    known = {}
+    if cache.exists() and not overwrite:
+        cached = load_landmarks_file(cache)
+        known = {f: cached[f] for f in faces if f in cached}
+    todo = [f for f in faces if f not in known]
+    if todo:
+        for rel, entry in runner.map(_detect, todo, "landmarks", 2):
+            known[rel] = entry
+        faces_out = {f: known[f] for f in faces}
+        _write_json(cache, {"version": 1, "detector": "dlib-68", "faces": faces_out})
+    return known
+
+
+def _plan(
+    usable: list[tuple[str, list]], n: int, seed: int, out_dir: Path, overwrite: bool
+) -> list[dict[str, Any]]:
+    """Item i uses face ``perm_k[i % F]`` (k = i // F: a fresh seeded shuffle per pass)."""
+    specs: list[dict[str, Any]] = []
+    nf = len(usable)
+    perms: dict[int, np.ndarray] = {}
+    for i in range(n if nf else 0):
+        epoch = i // nf
+        if epoch not in perms:
+            perms[epoch] = np.random.default_rng([int(seed), epoch, 0x5EED]).permutation(nf)
+        face, lm = usable[int(perms[epoch][i % nf])]
+        name = f"synth_{i:06d}"
+        specs.append(
+            {
+                "index": i,
+                "seed": int(seed),
+                "face": face,
+                "landmarks": lm,
+                "image": str(out_dir / "images" / f"{name}.jpg"),
+                "mask": str(out_dir / "masks" / f"{name}.png"),
+                "overwrite": overwrite,
+            }
+        )
+    return specs
 
 
 def generate(
@@ -283,13 +363,13 @@ def generate(
     t0 = time.perf_counter()
     if n < 0:
         raise DataError(f"n must be >= 0, got {n}")
+    if workers < 1:
+        raise DataError(f"workers must be >= 1, got {workers}")
     faces_dir = Path(faces_dir).resolve()
     out_dir = Path(out_dir).resolve()
     templates_dir = Path(templates_dir) if templates_dir is not None else default_templates_dir()
     templates_dir = templates_dir.resolve()
-    opts = options or SynthOptions(size=size)
-    if options is not None and options.size != size:
-        opts = SynthOptions(**{**asdict(options), "size": size})
+    opts = SynthOptions(**{**asdict(options or SynthOptions()), "size": size})
     tset = load_templates(templates_dir)
     faces = list_faces(faces_dir)
 
@@ -315,134 +395,96 @@ def generate(
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "masks").mkdir(parents=True, exist_ok=True)
 
-    # 1. landmarks
-    initargs = (tset, asdict(opts), str(faces_dir))
-    if landmarks_file is not None:
-        known = load_landmarks_file(Path(landmarks_file))
-        missing = [f for f in faces if f not in known]
-        for f in missing:
-            known[f] = {"failed": "not in landmarks file"}
-    else:
-        cache = out_dir / LANDMARKS_CACHE
-        known = {}
-        if cache.exists() and not overwrite:
-            cached = load_landmarks_file(cache)
-            known = {f: cached[f] for f in faces if f in cached}
-        todo = [f for f in faces if f not in known]
-        if todo:
-            for rel, entry in _run(_detect, todo, workers, initargs, "landmarks", progress):
-                known[rel] = entry
-            _write_json(
-                cache, {"version": 1, "detector": "dlib-68", "faces": {f: known[f] for f in faces}}
-            )
-
-    usable: list[tuple[str, list]] = []
-    face_skip: Counter[str] = Counter()
-    found_by: Counter[str] = Counter()
-    for f in faces:
-        entry = known[f]
-        if "landmarks" in entry:  # checked against the image when rendered
-            usable.append((f, entry["landmarks"]))
-            found_by[entry.get("how", "file")] += 1
-        else:
-            face_skip[str(entry.get("failed", "no landmarks"))] += 1
-
-    report = SynthReport(
-        out_dir=str(out_dir),
-        requested=int(n),
-        faces_total=len(faces),
-        faces_usable=len(usable),
-        faces_skipped_by_reason=dict(face_skip.most_common()),
-        faces_found_by=dict(found_by.most_common()),
-    )
-
-    # 2. pairs: item i uses face perm_{i // F}[i % F], a fresh shuffle per pass over the faces
-    specs: list[dict[str, Any]] = []
-    if usable and n > 0:
-        nf = len(usable)
-        perms: dict[int, np.ndarray] = {}
-        for i in range(n):
-            epoch = i // nf
-            if epoch not in perms:
-                perms[epoch] = np.random.default_rng([int(seed), epoch, 0x5EED]).permutation(nf)
-            face, lm = usable[int(perms[epoch][i % nf])]
-            name = f"synth_{i:06d}"
-            specs.append(
-                {
-                    "index": i,
-                    "seed": int(seed),
-                    "face": face,
-                    "landmarks": lm,
-                    "image": str(out_dir / "images" / f"{name}.jpg"),
-                    "mask": str(out_dir / "masks" / f"{name}.png"),
-                    "overwrite": overwrite,
-                }
-            )
-    elif n > 0:
-        report.skipped = n
-        report.skipped_by_reason = {"no usable faces": n}
-
+    report = SynthReport(out_dir=str(out_dir), requested=int(n), faces_total=len(faces))
     skip: Counter[str] = Counter()
     tpl: Counter[str] = Counter()
     sty: Counter[str] = Counter()
     occ: Counter[str] = Counter()
-    for res in _run(_render, specs, workers, initargs, "synth", progress):
-        status = res["status"]
-        if status == "written":
-            report.written += 1
-            info = res["info"]
-            tpl[info["template"]] += 1
-            style = info["style"]
-            sty[style if style.startswith("colour") else style.split(":")[0]] += 1
-            for oc in info["occluders"]:
-                occ[oc] += 1
-        elif status == "existing":
-            report.existing += 1
-        else:
-            report.skipped += 1
-            skip[res["reason"]] += 1
-    if specs:
-        report.skipped_by_reason = dict(skip.most_common())
+    with _Runner(workers, (tset, asdict(opts), str(faces_dir)), progress) as runner:
+        known = _find_landmarks(runner, faces, out_dir, landmarks_file, overwrite)
+        usable: list[tuple[str, list]] = []
+        face_skip: Counter[str] = Counter()
+        found_by: Counter[str] = Counter()
+        for f in faces:
+            entry = known[f]
+            if "landmarks" in entry:  # checked against the image when rendered
+                usable.append((f, entry["landmarks"]))
+                found_by[entry.get("how", "file")] += 1
+            else:
+                face_skip[str(entry.get("failed", "no landmarks"))] += 1
+        report.faces_usable = len(usable)
+        report.faces_skipped_by_reason = dict(face_skip.most_common())
+        report.faces_found_by = dict(found_by.most_common())
+
+        specs = _plan(usable, n, seed, out_dir, overwrite)
+        if n > 0 and not usable:
+            skip["no usable faces"] = n
+        for res in runner.map(_render, specs, "synth", 4):
+            if res["status"] == "written":
+                report.written += 1
+                info = res["info"]
+                tpl[info["template"]] += 1
+                style = info["style"]
+                sty[style if style.startswith("colour") else style.split(":")[0]] += 1
+                occ.update(info["occluders"])
+            elif res["status"] == "existing":
+                report.existing += 1
+            else:
+                skip[res["reason"]] += 1
+    report.skipped = sum(skip.values())
+    report.skipped_by_reason = dict(skip.most_common())
     report.templates = dict(sorted(tpl.items()))
     report.styles = dict(sty.most_common())
     report.occluders = dict(occ.most_common())
     report.seconds = round(time.perf_counter() - t0, 2)
-
     _write_json(
         report_path,
-        {
-            "settings": settings,
-            "args": {
-                "faces_dir": str(faces_dir),
-                "out_dir": str(out_dir),
-                "n": int(n),
-                "seed": int(seed),
-                "workers": int(workers),
-                "size": int(size),
-                "templates_dir": str(templates_dir),
-                "overwrite": bool(overwrite),
-                "landmarks_file": str(landmarks_file) if landmarks_file is not None else None,
-            },
-            "counts": {
-                "requested": report.requested,
-                "written": report.written,
-                "existing": report.existing,
-                "skipped": report.skipped,
-                "skipped_by_reason": report.skipped_by_reason,
-            },
-            "faces": {
-                "total": report.faces_total,
-                "usable": report.faces_usable,
-                "skipped": report.faces_skipped,
-                "skipped_by_reason": report.faces_skipped_by_reason,
-                "found_by": report.faces_found_by,
-            },
-            "written_by": {
-                "template": report.templates,
-                "style": report.styles,
-                "occluder": report.occluders,
-            },
-            "seconds": report.seconds,
-        },
+        _report_json(report, settings, n, seed, workers, size, overwrite, landmarks_file),
     )
     return report
+
+
+def _report_json(
+    report: SynthReport,
+    settings: dict[str, Any],
+    n: int,
+    seed: int,
+    workers: int,
+    size: int,
+    overwrite: bool,
+    landmarks_file: str | Path | None,
+) -> dict[str, Any]:
+    return {
+        "settings": settings,
+        "args": {
+            "faces_dir": settings["faces_dir"],
+            "out_dir": report.out_dir,
+            "n": int(n),
+            "seed": int(seed),
+            "workers": int(workers),
+            "size": int(size),
+            "templates_dir": settings["templates_dir"],
+            "overwrite": bool(overwrite),
+            "landmarks_file": str(landmarks_file) if landmarks_file is not None else None,
+        },
+        "counts": {
+            "requested": report.requested,
+            "written": report.written,
+            "existing": report.existing,
+            "skipped": report.skipped,
+            "skipped_by_reason": report.skipped_by_reason,
+        },
+        "faces": {
+            "total": report.faces_total,
+            "usable": report.faces_usable,
+            "skipped": report.faces_skipped,
+            "skipped_by_reason": report.faces_skipped_by_reason,
+            "found_by": report.faces_found_by,
+        },
+        "written_by": {
+            "template": report.templates,
+            "style": report.styles,
+            "occluder": report.occluders,
+        },
+        "seconds": report.seconds,
+    }

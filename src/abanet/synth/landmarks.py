@@ -85,7 +85,7 @@ def canonical_landmarks(x0: float, y0: float, w: float, h: float) -> np.ndarray:
 
 
 def check_landmarks(lm: np.ndarray, shape: tuple[int, ...]) -> str | None:
-    """Return a short reason if the 68 landmarks are implausible for an image of ``shape``, else None."""
+    """A short reason if the 68 landmarks are implausible for an image of ``shape``, else None."""
     lm = np.asarray(lm, dtype=np.float64)
     if lm.shape != (68, 2):
         return f"expected 68x2 landmarks, got {lm.shape}"
@@ -119,7 +119,7 @@ def check_landmarks(lm: np.ndarray, shape: tuple[int, ...]) -> str | None:
 
 
 def _jaw_point_at(uv_side: np.ndarray, v: float) -> np.ndarray:
-    """Point of a jaw polyline (ordered from ear to chin) at face height ``v`` (clamped to the ends)."""
+    """Point of a jaw polyline (ordered ear to chin) at face height ``v`` (clamped to the ends)."""
     vs = uv_side[:, 1]
     for i in range(len(uv_side) - 1):
         v0, v1 = vs[i], vs[i + 1]

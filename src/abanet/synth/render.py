@@ -69,7 +69,7 @@ def _apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def _local_scale(h: np.ndarray, p: np.ndarray) -> float:
-    """Linear scale factor of the map ``h`` around point ``p`` (sqrt of the Jacobian determinant)."""
+    """Linear scale factor of the map ``h`` around ``p`` (sqrt of the Jacobian determinant)."""
     q = _apply_h(h, np.array([p, p + [1.0, 0.0], p + [0.0, 1.0]]))
     det = (q[1] - q[0])[0] * (q[2] - q[0])[1] - (q[1] - q[0])[1] * (q[2] - q[0])[0]
     return math.sqrt(abs(det))
@@ -383,7 +383,9 @@ def _hair(
         t = np.linspace(0, 1, 32)[:, None]
         curve = (1 - t) ** 2 * start + 2 * (1 - t) * t * ctrl + t**2 * end
         thick = max(1, round(rng.uniform(0.6, 1.4) * ss * size / 256))
-        cv2.polylines(canvas, [(curve * ss).round().astype(np.int32)], False, 255, thick, cv2.LINE_AA)
+        cv2.polylines(
+            canvas, [(curve * ss).round().astype(np.int32)], False, 255, thick, cv2.LINE_AA
+        )
     alpha = cv2.resize(canvas.astype(np.float32) / 255, (size, size), interpolation=cv2.INTER_AREA)
     alpha *= rng.uniform(0.55, 0.9)
     colour = _hsv(rng.uniform(0.03, 0.1), rng.uniform(0.2, 0.6), rng.uniform(0.04, 0.22))
@@ -455,10 +457,8 @@ def synthesize(
     m_out = to_out @ rot  # face px -> output px
 
     # 3. render at a resolution near the source's own (real crops are often upscaled and blurry)
-    if rng.uniform() < o.p_lowres:
-        res = size * rng.uniform(0.3, 0.6)
-    else:
-        res = bw * rng.uniform(0.8, 1.4)
+    lowres = rng.uniform() < o.p_lowres
+    res = size * rng.uniform(0.3, 0.6) if lowres else bw * rng.uniform(0.8, 1.4)
     res = int(np.clip(round(res), max(24, int(0.25 * size)), size))
     m_r = np.diag([res / size, res / size, 1.0]) @ m_out
     face_r = _warp(face, m_r, (res, res), centre, cv2.BORDER_REFLECT_101).astype(np.float32) / 255
@@ -573,5 +573,6 @@ def synthesize(
             render_size=res,
             occluders=occluders,
             mask_fraction=round(frac, 4),
+            face_to_crop=m_out.tolist(),
         )
     return image, mask

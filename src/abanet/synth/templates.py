@@ -1,4 +1,4 @@
-"""Mask templates (RGBA images with six anchor points, MaskTheFace's ``masks.cfg``) and fabric textures."""
+"""Mask templates (RGBA images + six anchor points, MaskTheFace's ``masks.cfg``) and textures."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ VIEWS = ("front", "left", "right")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 #: Relative sampling weight of each mask family (the section name without ``_left``/``_right``).
-#: Families not listed weigh 1.0. Real crops are mostly surgical and black/grey cloth; gas masks are rare.
+#: Families not listed weigh 1.0. Real crops are mostly surgical and black/grey cloth; gas masks
+#: are rare.
 DEFAULT_FAMILY_WEIGHTS: dict[str, float] = {
     "surgical": 1.6,
     "surgical_blue": 1.0,
@@ -31,7 +32,7 @@ DEFAULT_FAMILY_WEIGHTS: dict[str, float] = {
 
 @dataclass
 class MaskTemplate:
-    """One template: RGBA pixels (uint8, HxWx4) and its six anchor points (6x2 float, template px)."""
+    """One template: RGBA pixels (uint8, HxWx4) and six anchor points (6x2 float, template px)."""
 
     name: str
     family: str
@@ -81,7 +82,8 @@ def _parse_point(text: str, where: str) -> tuple[float, float]:
 
 
 def _resolve_image(root: Path, ref: str, where: str) -> Path:
-    """``masks.cfg`` names files like ``masks/templates/x.png``; look beside the cfg, then in templates/."""
+    """``masks.cfg`` names files like ``masks/templates/x.png``: look beside the cfg, then in
+    templates/."""
     ref_path = Path(ref.strip())
     candidates = [root / ref_path, root / "templates" / ref_path.name, root / ref_path.name]
     for cand in candidates:

@@ -1,0 +1,71 @@
+"""``abanet benchmark``: inference speed and memory of a model with a given backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+BACKEND_HELP = (
+    "eager, eager_fused, channels_last, bf16, fp16 (cuda), onnxruntime, compile, or auto "
+    "(what the predictor would choose)."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("benchmark")(benchmark)
+
+
+def benchmark(
+    model: str = typer.Option(
+        "abanet_lite", "--model", "-m", help="Registry name (random weights) or a weights path."
+    ),
+    size: int = typer.Option(None, help="Square input side (default: the model's input_size)."),
+    batch: int = typer.Option(1, min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", help="cpu or cuda (cuda fails when absent)."),
+    backend: str = typer.Option("eager", help=BACKEND_HELP),
+    iters: int = typer.Option(10, min=1, help="Timed batches (the median counts)."),
+    warmup: int = typer.Option(2, min=0, help="Untimed batches first."),
+    vs_naive: bool = typer.Option(
+        False, "--vs-naive", help="Also time the naive reference (eager fp32 batch 1) in this run."
+    ),
+    threads: int = typer.Option(None, min=1, help="CPU threads (default: every core)."),
+    json_file: Path = typer.Option(None, "--json", help="Write the result as one JSON object."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+) -> None:
+    """Images/s, ms/image (median after warm-up) and peak memory of one backend."""
+    import json
+    import os
+    import tempfile
+
+    from abanet.errors import AbanetError
+    from abanet.inference.benchmark import format_result, run_benchmark
+
+    if json_file is not None and json_file.exists() and not overwrite:
+        typer.echo(f"error: {json_file}: file exists; pass --overwrite to replace it", err=True)
+        raise typer.Exit(2)
+    try:
+        result = run_benchmark(
+            model,
+            size=size,
+            batch=batch,
+            device=device,
+            backend=backend,
+            iters=iters,
+            warmup=warmup,
+            vs_naive=vs_naive,
+            num_threads=threads,
+            log=lambda msg: typer.echo(msg, err=True),
+        )
+    except AbanetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(format_result(result))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=json_file.parent, prefix=f".{json_file.name}.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(result, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, json_file)
+        typer.echo(f"wrote {json_file}")

@@ -1,0 +1,54 @@
+"""``abanet experiment``: re-run one of the paper's tables (training + evaluation runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("experiment")(experiment)
+
+
+def experiment(
+    preset: str = typer.Argument(
+        ..., help="table2, table4, table5, table6, table7, table8, table9, figure7 (or a YAML file)."
+    ),
+    data: Path = typer.Option(..., "--data", "-d", help="Labelled dataset folder (split per trial)."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Experiment folder (default runs/experiments/PRESET-SCALE)."
+    ),
+    scale: str = typer.Option("smoke", "--scale", help="smoke (minutes on a CPU) or full (paper)."),
+    trials: int | None = typer.Option(None, "--trials", help="Trials per row (new seed and split)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of trial 0 (trial k uses seed + k)."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Config override for every run, e.g. --set trainer.max_epochs=50."
+    ),
+    substitute: bool = typer.Option(
+        True, "--substitute/--no-substitute",
+        help="At smoke scale, run abanet_lite in place of abanet_r34/basnet_r34.",
+    ),
+    device: str = typer.Option("auto", "--device", help="Evaluation device (auto, cpu, cuda)."),
+    list_only: bool = typer.Option(False, "--list", help="List the runs and exit."),
+) -> None:
+    """Train and evaluate every row of a paper table; write table.md beside the paper's numbers."""
+    from abanet.engine.experiments import load_preset, run_experiment
+    from abanet.errors import AbanetError
+
+    try:
+        if list_only:
+            spec = load_preset(preset, scale)
+            typer.echo(f"{spec.title} ({scale}, {spec.trials} trial(s) per row)")
+            for r in spec.runs:
+                typer.echo(f"  {r.label}: {r.overrides}")
+            return
+        res = run_experiment(
+            preset, data, out, scale=scale, trials=trials, overrides=overrides,
+            substitute=substitute, seed=seed, device=device, log=typer.echo,
+        )
+    except AbanetError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"{res.trained} trained, {res.skipped} reused")
+    typer.echo(res.table.read_text())

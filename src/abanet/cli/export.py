@@ -1,0 +1,73 @@
+"""``abanet export``: write a model as ONNX (dynamic batch/height/width) and check it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export")(export)
+
+
+def export(
+    model: str = typer.Argument(..., help="Registry name (random weights), shipped name or path."),
+    fmt: str = typer.Option("onnx", "--format", "-f", help="Output format (onnx)."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write."),
+    size: int = typer.Option(None, help="Tracing size (default: the model's input_size)."),
+    opset: int = typer.Option(17, min=9, help="ONNX opset version."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing FILE."),
+    verify: bool = typer.Option(
+        True, "--verify/--no-verify", help="Compare ONNX Runtime with PyTorch at two shapes."
+    ),
+) -> None:
+    """Export MODEL to FILE; batch, height and width stay dynamic in the graph."""
+    import os
+    import tempfile
+
+    from abanet.errors import AbanetError
+    from abanet.inference.benchmark import resolve_model
+    from abanet.inference.export import ExportError, check_shapes, export_onnx, verify_onnx
+
+    def fail(msg: str) -> typer.Exit:
+        typer.echo(f"error: {msg}", err=True)
+        return typer.Exit(2)
+
+    if fmt.lower() != "onnx":
+        raise fail(f"unsupported format {fmt!r} (supported: onnx)")
+    if output.exists() and not overwrite:
+        raise fail(f"{output}: file exists; pass --overwrite to replace it")
+    try:
+        net, source = resolve_model(model)
+        cfg = net.config
+        size = int(size or cfg.input_size)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            dir=output.parent, prefix=f".{output.name}.", suffix=".onnx"
+        )
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            export_onnx(net, tmp, size=size, opset=opset, overwrite=True)
+            if verify:
+                checks = verify_onnx(net, tmp, check_shapes(size, cfg.size_divisor))
+                typer.echo("check against PyTorch (ONNX Runtime CPU):")
+                for check in checks:
+                    typer.echo("  " + check.line())
+                if not all(c.ok for c in checks):
+                    raise ExportError(f"{output}: ONNX outputs do not match PyTorch; not written")
+            if output.exists() and not overwrite:
+                raise ExportError(f"{output}: file exists; pass --overwrite to replace it")
+            os.replace(tmp, output)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except AbanetError as exc:
+        raise fail(str(exc)) from exc
+    mb = output.stat().st_size / 1e6
+    typer.echo(
+        f"wrote {output} ({mb:.1f} MB): {cfg.name} ({source}), opset {opset}, input 'input' "
+        f"(batch, 3, height, width) float32 normalised with mean {tuple(cfg.mean)} std "
+        f"{tuple(cfg.std)}, output 'logits' (batch, 1, height, width); height and width must be "
+        f"multiples of {cfg.size_divisor}"
+    )

@@ -1,0 +1,289 @@
+"""Inference backends: every backend runs and agrees with eager; auto rejects unfaithful ones."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+import abanet
+from abanet.errors import AbanetError, ModelError
+from abanet.inference import backends as B
+from abanet.models.base import SegmentationModel
+from abanet.models.blocks import ConvBNReLU
+from abanet.models.config import ModelConfig
+
+
+class TinyNet(SegmentationModel):
+    """Conv-BN-ReLU, a ResNet basic block and a 1x1 head; ``delay`` slows forward down."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(ModelConfig(name="tiny_test", input_size=64, size_divisor=8))
+        self.stem = ConvBNReLU(3, 8, stride=2)
+        self.block = BasicBlock(8, 8)
+        self.head = nn.Conv2d(8, 1, 1)
+        self.delay = delay
+        for m in self.modules():  # non-trivial BatchNorm statistics, so folding is exercised
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.2)
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.delay:
+            time.sleep(self.delay)
+        h = self.block(self.stem(x))
+        logits = self.head(h)
+        return [nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear")]
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    monkeypatch.setenv("ABANET_CACHE_DIR", str(tmp_path / "cache"))
+    B.clear_auto_cache()
+    yield
+    B.clear_auto_cache()
+
+
+@pytest.fixture
+def tiny() -> TinyNet:
+    return TinyNet().eval()
+
+
+@pytest.fixture
+def batch() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+
+
+FP32 = ["eager", "eager_fused", "channels_last", "onnxruntime"]
+
+
+@pytest.mark.parametrize("name", [*FP32, "bf16"])
+def test_backend_shape_range_and_agreement(name, tiny, batch):
+    reference = torch.sigmoid(tiny(batch))
+    backend = B.create_backend(tiny, name, "cpu")
+    assert backend.name == name
+    probs = backend.run(batch)
+    assert probs.shape == (2, 1, 64, 64)
+    assert probs.dtype == torch.float32
+    assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
+    tol = 5e-2 if name == "bf16" else 1e-5
+    assert torch.allclose(probs, reference, atol=tol)
+    # a different batch and size also works (dynamic shapes)
+    other = backend.run(torch.randn(3, 3, 32, 48))
+    assert other.shape == (3, 1, 32, 48)
+
+
+def test_backends_leave_the_callers_model_alone(tiny, batch):
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    for name in ("eager_fused", "channels_last"):
+        B.create_backend(tiny, name, "cpu").run(batch)
+    after = tiny.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert tiny.stem[0].weight.is_contiguous()
+    assert any(isinstance(m, nn.BatchNorm2d) for m in tiny.modules())
+
+
+def test_onnxruntime_backend_caches_the_export(tiny, batch, tmp_path):
+    first = B.create_backend(tiny, "onnxruntime", "cpu")
+    assert first.onnx_path.is_file()
+    assert first.onnx_path.parent == tmp_path / "cache" / "onnx"
+    stamp = first.onnx_path.stat().st_mtime_ns
+    second = B.create_backend(tiny, "onnxruntime", "cpu")
+    assert second.onnx_path == first.onnx_path
+    assert second.onnx_path.stat().st_mtime_ns == stamp  # reused, not re-exported
+    changed = copy.deepcopy(tiny)
+    changed.head.bias.data += 1.0
+    assert B.cached_onnx_path(changed) != first.onnx_path  # other weights, other file
+
+
+@pytest.mark.slow
+def test_compile_backend_runs(tiny, batch):
+    backend = B.create_backend(tiny, "compile", "cpu")
+    probs = backend.run(batch)
+    assert probs.shape == (2, 1, 64, 64)
+    assert torch.allclose(probs, torch.sigmoid(tiny(batch)), atol=1e-4)
+    assert (2, 3, 64, 64) in backend.compile_seconds
+
+
+def test_fp16_needs_cuda(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(B.BackendError, match="fp16 needs CUDA"):
+        B.create_backend(tiny, "fp16", "cpu")
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tiny):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(AbanetError, match="CUDA is not available"):
+        B.create_backend(tiny, "eager", "cuda")
+
+
+def test_unknown_backend_and_device(tiny):
+    with pytest.raises(B.BackendError, match="unknown backend 'tensorrt'.*onnxruntime"):
+        B.create_backend(tiny, "tensorrt")
+    with pytest.raises(B.BackendError, match="unknown device 'tpu'"):
+        B.create_backend(tiny, "eager", "tpu")
+
+
+def test_run_checks_the_input(tiny):
+    backend = B.create_backend(tiny, "eager")
+    with pytest.raises(AbanetError, match=r"\(B, 3, H, W\)"):
+        backend.run(torch.zeros(3, 64, 64))
+    with pytest.raises(ModelError, match="not a multiple of 8"):
+        backend.run(torch.zeros(1, 3, 60, 64))
+
+
+def test_threads_use_every_core(tiny):
+    B.create_backend(tiny, "eager")
+    assert torch.get_num_threads() == B.available_cores()
+
+
+# -- BatchNorm folding --------------------------------------------------------------------------
+
+
+def test_fold_batchnorm_keeps_outputs(tiny, batch):
+    fused = copy.deepcopy(tiny)
+    assert B.fold_batchnorm(fused) == 3  # stem + block.bn1 + block.bn2
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(fused(batch), tiny(batch), atol=1e-5)
+
+
+def test_fold_batchnorm_on_abanet_lite():
+    model = abanet.create_model("abanet_lite").eval()
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    fused = copy.deepcopy(model)
+    assert B.fold_batchnorm(fused) == n_bn
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(fused(x), model(x), atol=1e-4)
+
+
+def test_fold_batchnorm_skips_training_mode():
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    assert B.fold_batchnorm(seq) == 0
+
+
+# -- faithfulness and auto ----------------------------------------------------------------------
+
+
+def test_compare_outputs_hand_computed():
+    ref = torch.tensor([[[[0.2, 0.6], [0.9, 0.4]]]])
+    probs = torch.tensor([[[[0.2, 0.4], [0.905, 0.4]]]])
+    agree, diff = B.compare_outputs(probs, ref, threshold=0.5)
+    assert agree == pytest.approx(0.75)
+    assert diff == pytest.approx(0.2)
+    assert not B.is_faithful(agree, diff)
+    assert B.is_faithful(0.996, 0.01)
+    assert not B.is_faithful(0.994, 0.0)
+
+
+def test_calibration_batch_mixes_random_and_structured():
+    x = B.calibration_batch(3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32
+    img = x * 0.25 + 0.5
+    assert float(img.min()) >= -1e-6 and float(img.max()) <= 1 + 1e-6
+    # the structured image is smooth: neighbouring pixels differ far less than in noise
+    rough = (img[:, :, :, 1:] - img[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
+    assert rough[1] < rough[0] / 3 and rough[1] < rough[2] / 3
+
+
+class _Unfaithful(B.Backend):
+    """Fast but wrong: flips every probability."""
+
+    name = "unfaithful"
+
+    def __init__(self, model, device):
+        fast = copy.deepcopy(model)
+        fast.delay = 0.0
+        super().__init__(fast, device)
+
+    def logits(self, x):
+        return -self.model(x)
+
+
+class _SlightlyOff(_Unfaithful):
+    """Fast and faithful: probabilities shifted by 0.002."""
+
+    name = "slightly_off"
+
+    def run(self, batch):
+        return (super().run(batch) + 0.002).clamp(0, 1)
+
+    def logits(self, x):
+        return self.model(x)
+
+
+def test_auto_rejects_an_unfaithful_backend():
+    model = TinyNet(delay=0.05).eval()  # eager is slow, the liar is fast
+    backend, selection = B.select_backend(
+        model,
+        "cpu",
+        size=64,
+        batch=2,
+        candidates=["eager", "unfaithful"],
+        factories={"unfaithful": _Unfaithful},
+        use_cache=False,
+    )
+    assert selection.chosen == "eager"
+    assert backend.name == "eager"
+    liar = {c.name: c for c in selection.candidates}["unfaithful"]
+    assert not liar.faithful
+    assert liar.pixel_agreement < 0.995 or liar.max_prob_diff > 0.01
+    assert "not faithful" in liar.skipped
+    assert "unfaithful: skipped" in selection.summary()
+
+
+def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path):
+    model = TinyNet(delay=0.05).eval()
+    kwargs = dict(
+        size=64,
+        batch=2,
+        candidates=["eager", "unfaithful", "slightly_off"],
+        factories={"unfaithful": _Unfaithful, "slightly_off": _SlightlyOff},
+    )
+    backend, selection = B.select_backend(model, "cpu", **kwargs)
+    assert selection.chosen == "slightly_off"
+    assert isinstance(backend, _SlightlyOff)
+    assert backend.selection is selection
+    results = {c.name: c for c in selection.candidates}
+    assert results["slightly_off"].faithful
+    assert results["slightly_off"].max_prob_diff == pytest.approx(0.002, abs=1e-6)
+    assert results["eager"].seconds_per_image > results["slightly_off"].seconds_per_image
+
+    again, cached = B.select_backend(model, "cpu", **kwargs)
+    assert cached.from_cache == "memory" and again.name == "slightly_off"
+
+    B.clear_auto_cache()
+    assert (tmp_path / "cache" / "auto_backend.json").is_file()
+    from_disk, cached = B.select_backend(model, "cpu", **kwargs)
+    assert cached.from_cache == "disk" and from_disk.name == "slightly_off"
+
+    # another calibration size is another decision
+    _, fresh = B.select_backend(model, "cpu", **{**kwargs, "size": 32})
+    assert fresh.from_cache is None
+
+
+def test_create_backend_auto_returns_a_faithful_real_backend(tiny, batch):
+    backend = B.create_backend(
+        tiny, "auto", "cpu", size=64, batch=2, candidates=["eager", "channels_last"]
+    )
+    assert backend.name in ("eager", "channels_last")
+    assert backend.selection is not None and backend.selection.chosen == backend.name
+    assert torch.allclose(backend.run(batch), torch.sigmoid(tiny(batch)), atol=1e-5)
+
+
+def test_auto_default_candidates_on_cpu(tiny, monkeypatch):
+    monkeypatch.setattr(B, "_bf16_probe", lambda device: (False, "probe says slow"))
+    _, selection = B.select_backend(tiny, "cpu", size=64, batch=1, use_cache=False)
+    names = [c.name for c in selection.candidates]
+    assert names == list(B.AUTO_CANDIDATES["cpu"])
+    by_name = {c.name: c for c in selection.candidates}
+    assert by_name["bf16"].skipped == "probe says slow"
+    assert all(by_name[n].faithful for n in ("eager", "channels_last", "onnxruntime"))
+    assert selection.chosen in ("eager", "channels_last", "eager_fused", "onnxruntime")

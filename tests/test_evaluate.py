@@ -1,0 +1,208 @@
+"""abanet evaluate: protocol values on hand-computable cases, files, compare join, grid."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from abanet.engine.evaluation import (
+    compare_with,
+    error_map,
+    evaluate,
+    grid_size,
+    read_baselines,
+)
+from abanet.errors import AbanetError
+from abanet.models import ModelConfig, SegmentationModel
+
+
+class Oracle(SegmentationModel):
+    """Reads the mask back from the image: pixels whose red value is above 0.5 are mask.
+    ``mode='zero'`` predicts nothing anywhere."""
+
+    def __init__(self, size: int = 64, mode: str = "oracle") -> None:
+        super().__init__(ModelConfig(name="oracle", input_size=size, size_divisor=16))
+        self.mode = mode
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        red = x[:, :1] * self.config.std[0] + self.config.mean[0]
+        if self.mode == "zero":
+            return [torch.full_like(red, -10.0)]
+        return [torch.where(red > 0.5, 10.0, -10.0) + 0 * self.dummy]
+
+
+def make_dataset(root: Path, n: int = 6, h: int = 64, w: int = 64) -> tuple[Path, list[float]]:
+    """PNG pairs: the mask region is pure red, the rest dark. Returns the foreground fractions."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    fractions = []
+    for i in range(n):
+        m = np.zeros((h, w), np.uint8)
+        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        m[y0 : y0 + h // 3 + i, x0 : x0 + w // 3] = 255
+        img = (rng.random((h, w, 3)) * 80).astype(np.uint8)
+        img[m > 0] = (255, 0, 0)
+        Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
+        Image.fromarray(m).save(root / "masks" / f"img{i:02d}.png")
+        fractions.append(float((m > 127).mean()))
+    return root, fractions
+
+
+def test_perfect_predictor_scores_one_and_writes_files(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d")
+    out = tmp_path / "eval"
+    res = evaluate(Oracle(), data, out, batch_size=4, device="cpu")
+    m = res.metrics
+    for k in ("iou", "f1", "precision", "recall", "accuracy", "dataset_iou"):
+        assert m[k] == pytest.approx(1.0), k
+    assert m["mae"] == pytest.approx(float(torch.sigmoid(torch.tensor(-10.0))), rel=1e-3)
+    assert m["smeasure"] > 0.99
+    assert m["images"] == 6
+    for name in ("per_image.csv", "summary.json", "summary.md"):
+        assert (out / name).is_file()
+    rows = list(csv.DictReader((out / "per_image.csv").open()))
+    assert [r["image"] for r in rows] == [f"img{i:02d}.png" for i in range(6)]
+    assert list(rows[0])[:6] == ["image", "accuracy", "f1", "iou", "precision", "recall"]
+    assert all(float(r["iou"]) == pytest.approx(1.0) for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 6 and summary["input_size"] == 64
+    assert summary["metrics"]["iou"] == pytest.approx(1.0)
+    assert summary["fps"] > 0
+    assert "| 100.000 | 100.000 |" in (out / "summary.md").read_text()
+    with pytest.raises(AbanetError, match="summary.json"):
+        evaluate(Oracle(), data, out, device="cpu")
+
+
+def test_empty_predictor_has_hand_computed_scores(tmp_path: Path) -> None:
+    data, fractions = make_dataset(tmp_path / "d")
+    res = evaluate(Oracle(mode="zero"), data, None, device="cpu", structure=False)
+    m = res.metrics
+    assert m["iou"] == 0.0 and m["recall"] == 0.0 and m["f1"] == 0.0
+    assert m["precision"] == 1.0  # empty prediction: 0/0 precision counts as 1
+    assert m["accuracy"] == pytest.approx(1 - np.mean(fractions), abs=1e-9)
+    assert m["mae"] == pytest.approx(np.mean(fractions), abs=1e-3)
+    assert "smeasure" not in m
+
+
+def test_resize_back_to_mask_size(tmp_path: Path) -> None:
+    """Non-square 80x60 crops go in at 64x64 and come back at 80x60 before scoring."""
+    data, _ = make_dataset(tmp_path / "d", n=3, h=60, w=80)
+    res = evaluate(Oracle(), data, None, device="cpu", structure=False)
+    assert res.metrics["iou"] > 0.9
+    assert res.metrics["images"] == 3
+
+
+def test_size_must_fit_divisor_and_split_subset(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d")
+    with pytest.raises(AbanetError, match="not a multiple of 16; nearest valid size is 48"):
+        evaluate(Oracle(), data, None, size=50, device="cpu")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["img00.png"], "test": ["img01.png", "img02"]}))
+    res = evaluate(Oracle(), data, None, split=split, subset="test", device="cpu")
+    assert [r["image"] for r in res.per_image] == ["img01.png", "img02.png"]
+    with pytest.raises(AbanetError, match="no 'val' list"):
+        evaluate(Oracle(), data, None, split=split, subset="val", device="cpu")
+
+
+def test_compare_joins_by_image_name(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d", n=3)
+    base = tmp_path / "baselines.csv"
+    base.write_text(
+        "model,encoder,image,accuracy,f1,iou,precision,recall\n"
+        "Unet,resnet50,img00.png,0.9,0.8,0.6,0.7,0.9\n"
+        "Unet,resnet50,IMG01.JPG,0.9,0.8,0.8,0.7,0.9\n"  # matched by case-insensitive stem
+        "Unet,resnet50,other.png,0.1,0.1,0.1,0.1,0.1\n"  # not in our data
+        "PAN,vgg19,img02.png,1.0,1.0,0.5,1.0,1.0\n"
+    )
+    out = tmp_path / "eval"
+    res = evaluate(Oracle(), data, out, compare=base, device="cpu")
+    rows = {(r["model"], r["encoder"]): r for r in res.compare}
+    unet = rows[("Unet", "resnet50")]
+    assert unet["listed"] == 3 and unet["matched"] == 2
+    assert unet["iou"] == pytest.approx(0.7)
+    assert unet["ours_iou"] == pytest.approx(1.0)
+    assert rows[("PAN", "vgg19")]["matched"] == 1
+    assert res.compare[0]["model"] == "Unet"  # sorted by baseline IoU
+    assert res.compare[-1]["model"].startswith("ours") and res.compare[-1]["matched"] == 0
+    assert res.summary["compare"]["baseline_groups"] == 2
+    text = (out / "compare.csv").read_text().splitlines()
+    assert text[0].startswith("model,encoder,listed,matched,iou,")
+    assert "Beside the baselines" in (out / "summary.md").read_text()
+
+
+def test_compare_with_pure_rows_and_bad_file(tmp_path: Path) -> None:
+    ours = [{"image": "a.png", "iou": 0.5, "f1": 0.6}, {"image": "b.png", "iou": 1.0, "f1": 1.0}]
+    base = [{"model": "M", "encoder": "", "image": "a.png", "iou": 0.25, "f1": 0.4},
+            {"model": "M", "encoder": "", "image": "b.png", "iou": 0.75, "f1": 0.8}]
+    rows, info = compare_with(ours, base)
+    assert rows[0]["iou"] == pytest.approx(0.5) and rows[0]["ours_iou"] == pytest.approx(0.75)
+    assert rows[-1]["matched"] == 2 and info["matched_by_all"] == 2
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,iou\na,1\n")
+    with pytest.raises(AbanetError, match="needs columns model,image"):
+        read_baselines(bad)
+    bad.write_text("model,image,iou\nM,a,high\n")
+    with pytest.raises(AbanetError, match="line 2: iou is not a number"):
+        read_baselines(bad)
+    with pytest.raises(AbanetError, match="not found"):
+        read_baselines(tmp_path / "missing.csv")
+
+
+def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d", n=5)
+    grid = tmp_path / "grid.png"
+    res = evaluate(Oracle(mode="zero"), data, None, grid=grid, grid_worst=3, grid_tile=32,
+                   device="cpu", structure=False)
+    with Image.open(grid) as im:
+        assert im.format == "PNG"
+        assert im.size == grid_size(3, 32) == (128, 20 + 3 * 32)
+        px = np.asarray(im.convert("RGB"))
+    # the empty prediction leaves every mask pixel a false negative: blue in the error column
+    err = px[20:, 96:128]
+    assert (np.all(err == (0, 0, 255), axis=-1)).any()
+    assert not (np.all(err == (255, 0, 0), axis=-1)).any()
+    assert res.files["grid"] == grid
+    res = evaluate(Oracle(), data, None, grid=tmp_path / "g2.png", grid_rows=2, grid_tile=16,
+                   device="cpu", structure=False)
+    with Image.open(tmp_path / "g2.png") as im:
+        assert im.size == grid_size(2, 16)
+
+
+def test_error_map_colours() -> None:
+    pred = np.array([[1, 1], [0, 0]])
+    gt = np.array([[1, 0], [1, 0]])
+    em = error_map(pred, gt)
+    assert em[0, 0].tolist() == [255, 255, 255]  # TP
+    assert em[0, 1].tolist() == [255, 0, 0]  # FP red
+    assert em[1, 0].tolist() == [0, 0, 255]  # FN blue
+    assert em[1, 1].tolist() == [0, 0, 0]  # TN
+
+
+def test_evaluate_saved_model_through_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    import abanet
+    from abanet.cli.main import app
+
+    data, _ = make_dataset(tmp_path / "d", n=3)
+    model = abanet.create_model("abanet_lite", encoder_weights=None)
+    model.config.input_size = 64
+    model.save_pretrained(tmp_path / "m")
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--data", str(data),
+                                 "--out", str(out), "--grid", str(tmp_path / "g.png"),
+                                 "--grid-worst", "2", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "3 images" in r.output
+    assert json.loads((out / "summary.json").read_text())["input_size"] == 64
+    r = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "nope"), "--data",
+                                 str(data), "--out", str(tmp_path / "e2")])
+    assert r.exit_code == 2 and "no such model" in r.output

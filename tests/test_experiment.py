@@ -1,0 +1,149 @@
+"""abanet experiment: presets load, smoke scale runs end to end, finished trials are skipped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from abanet.engine.experiments import (
+    SMOKE_SUBSTITUTES,
+    list_experiments,
+    load_preset,
+    run_config,
+    run_experiment,
+)
+from abanet.errors import AbanetError
+
+PRESETS = ["figure7", "table2", "table4", "table5", "table6", "table7", "table8", "table9"]
+
+
+def make_dataset(root: Path, n: int = 10, size: int = 64) -> Path:
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        img = (rng.random((size, size, 3)) * 60 + 80).astype(np.uint8)
+        m = Image.new("L", (size, size), 0)
+        cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
+        ImageDraw.Draw(m).ellipse([cx - 14, cy - 10, cx + 14, cy + 10], fill=255)
+        img[np.asarray(m) > 127] = (30, 30, 200)
+        Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
+        m.save(root / "masks" / f"img{i:02d}.png")
+    return root
+
+
+def test_every_preset_is_listed_and_builds_valid_configs(tmp_path: Path) -> None:
+    assert list_experiments() == PRESETS
+    for name in PRESETS:
+        for scale in ("smoke", "full"):
+            spec = load_preset(name, scale)
+            assert spec.runs
+            for run in spec.runs:
+                cfg = run_config(spec, run, "DATA", scale, 0, tmp_path / "r")
+                assert cfg["data"]["train"] == ["DATA"]
+                if scale == "smoke":
+                    assert cfg["trainer"]["max_steps"] <= 2
+                    assert cfg["model"]["name"] not in SMOKE_SUBSTITUTES
+                    assert cfg["model"]["encoder_weights"] is None
+                else:
+                    assert cfg["batch_size"] == 8 and cfg["optim"]["lr"] == pytest.approx(1e-4)
+
+
+def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
+    def cfgs(name: str, scale: str = "full", **kw: object) -> dict[str, dict]:
+        spec = load_preset(name, scale)
+        return {r.label: run_config(spec, r, "D", scale, 0, tmp_path, **kw) for r in spec.runs}
+
+    t5 = cfgs("table5")
+    assert t5["baseline"]["model"]["kwargs"] == {"refine": False, "attention_stages": []}
+    assert t5["ABANet"]["model"]["kwargs"] == {"refine": True, "attention_stages": [1, 2, 3]}
+    assert {c["model"]["name"] for c in t5.values()} == {"abanet_r34"}
+    t6 = cfgs("table6")
+    assert [c["model"]["kwargs"]["attention_stages"] for c in t6.values()] == [
+        [1, 2], [1, 2, 3], [1, 2, 3, 4]]
+    assert [c["input_size"] for c in cfgs("table7").values()] == [128, 256, 512]
+    assert [c["optim"]["name"] for c in cfgs("table8").values()] == [
+        "sgd", "adamax", "rmsprop", "adam"]
+    assert [c["loss"]["spec"] for c in cfgs("table9").values()] == [
+        "focal", "iou", "focal+iou", "focal+ssim+iou"]
+    assert [c["loss"]["focal_alpha"] for c in cfgs("figure7").values()] == [0.3, 0.5, 0.75, 0.9]
+    t2 = cfgs("table2")
+    assert len(t2) == 18
+    assert t2["Unet++ (VGG19)"]["model"] == {
+        **t2["Unet++ (VGG19)"]["model"], "name": "unetplusplus",
+        "kwargs": {"encoder_name": "vgg19"}}
+    smoke2 = cfgs("table2", "smoke")
+    assert len(smoke2) == 8
+    assert {c["model"]["kwargs"].get("encoder_name") for c in smoke2.values()} == {"resnet18", None}
+    # substitution can be turned off: the real architecture at its smallest smoke size
+    real = cfgs("table5", "smoke", substitute=False)
+    assert {c["model"]["name"] for c in real.values()} == {"abanet_r34"}
+    assert load_preset("table4", "full").trials == 5 and load_preset("table4", "smoke").trials == 2
+
+
+def test_unknown_preset_and_bad_override(tmp_path: Path) -> None:
+    with pytest.raises(AbanetError, match="unknown experiment 'table99'.*table2"):
+        load_preset("table99")
+    data = make_dataset(tmp_path / "d", n=4)
+    with pytest.raises(AbanetError, match="unknown config key 'optim.lrr'"):
+        run_experiment("table6", data, tmp_path / "x", overrides=["optim.lrr=1"], log=lambda s: None)
+    with pytest.raises(AbanetError, match="scale"):
+        load_preset("table6", "huge")
+
+
+def test_table6_smoke_end_to_end_and_resume(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "d")
+    out = tmp_path / "exp"
+    logs: list[str] = []
+    res = run_experiment("table6", data, out, scale="smoke", log=logs.append)
+    assert res.trained == 3 and res.skipped == 0
+    text = res.table.read_text()
+    assert "Table 6" in text and "| 4, 5, 6 |" in text and "93.814" in text
+    for label in ("5_6", "4_5_6", "3_4_5_6"):
+        summary = json.loads((out / label / "trial0" / "eval" / "summary.json").read_text())
+        assert summary["subset"] == "test" and summary["images"] == 1
+        assert (out / label / "trial0" / "train" / "model" / "model.safetensors").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert [r["label"] for r in results["rows"]] == ["5, 6", "4, 5, 6", "3, 4, 5, 6"]
+    csv_lines = (out / "results.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("label,trials,") and len(csv_lines) == 4
+    # everything is done: a second call trains nothing and rebuilds the same table
+    again = run_experiment("table6", data, out, scale="smoke", log=logs.append)
+    assert again.trained == 0 and again.skipped == 3
+    assert again.table.read_text() == text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [p for p in PRESETS if p != "table6"])
+def test_every_preset_runs_at_smoke_scale(tmp_path: Path, name: str) -> None:
+    data = make_dataset(tmp_path / "d")
+    res = run_experiment(name, data, tmp_path / "exp", scale="smoke", log=lambda s: None)
+    spec = load_preset(name, "smoke")
+    assert res.trained == len(spec.runs) * spec.trials
+    text = res.table.read_text()
+    for run in spec.runs:
+        assert f"| {run.label} |" in text
+    if name == "table4":
+        assert " +- " in text.split("Paper:")[0]  # two trials: mean +- std
+        assert "FPS" in text
+
+
+@pytest.mark.slow
+def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
+    """The paper's architecture itself (no substitution) through a one-run preset file."""
+    data = make_dataset(tmp_path / "d", n=6)
+    preset = tmp_path / "one.yaml"
+    preset.write_text(
+        "title: one run\nrow_header: Model\ncolumns: [iou]\n"
+        "runs:\n  - label: ABANet\n    set: {model.name: abanet_r34}\n"
+    )
+    res = run_experiment(str(preset), data, tmp_path / "exp", scale="smoke", substitute=False,
+                         log=lambda s: None)
+    cfg = json.loads((tmp_path / "exp" / "ABANet" / "trial0" / "train" / "model" /
+                      "config.json").read_text())
+    assert cfg["name"] == "abanet_r34" and cfg["input_size"] == 64
+    assert res.trained == 1
