@@ -40,6 +40,7 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "ssd": ("ssd", {}),
     "ssd-long640": ("ssd", {"input_size": 640, "square": False}),
     "mtcnn": ("mtcnn", {}),
+    "ssd+mtcnn": ("ssd+mtcnn", {}),
     "dlib-hog": ("dlib-hog", {}),
     "dlib-cnn": ("dlib-cnn", {}),
     "mediapipe-short": ("mediapipe", {"model_selection": 0}),
@@ -162,7 +163,9 @@ def score(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="rmfd-real-masked folder")
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)
     parser.add_argument("--detectors", nargs="+", choices=list(CONFIGS), default=None)
@@ -185,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = args.detectors or [
         c
         for c, (name, _) in CONFIGS.items()
-        if (name == "mediapipe" and args.mediapipe_python) or (name != "mediapipe" and _REGISTRY[name].available())
+        if (name == "mediapipe" and args.mediapipe_python)
+        or (name != "mediapipe" and _REGISTRY[name].available())
     ]
     rows = []
     header = "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image | ms / image (mean) | ms / image (median) | CPU ms / image |"
@@ -200,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             if not args.mediapipe_python:
                 print(f"| {config} | skipped: pass --mediapipe-python |")
                 continue
-            dets, secs, cpus = run_mediapipe(config, args.data, images, floor, args.mediapipe_python)
+            dets, secs, cpus = run_mediapipe(
+                config, args.data, images, floor, args.mediapipe_python
+            )
         else:
             dets, secs, cpus = run_in_process(config, args.data, images, floor)
         timed = secs[1:] if len(secs) > 1 else secs
@@ -220,9 +226,20 @@ def main(argv: list[str] | None = None) -> int:
                 f"{s['fp_per_image']:.3f} | {ms_mean:.1f} | {ms_median:.1f} | {cpu_ms:.1f} |",
                 flush=True,
             )
-            rows.append({"detector": config, "threshold": shown, **s, "ms_mean": ms_mean, "ms_median": ms_median, "cpu_ms": cpu_ms})
+            rows.append(
+                {
+                    "detector": config,
+                    "threshold": shown,
+                    **s,
+                    "ms_mean": ms_mean,
+                    "ms_median": ms_median,
+                    "cpu_ms": cpu_ms,
+                }
+            )
     if rows:
-        print(f"\nfaces counted: {rows[0]['faces']} (of which >= {args.big:g} px: {rows[0]['big_faces']})")
+        print(
+            f"\nfaces counted: {rows[0]['faces']} (of which >= {args.big:g} px: {rows[0]['big_faces']})"
+        )
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")
         tmp.write_text(json.dumps(rows, indent=1))

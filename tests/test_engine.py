@@ -21,6 +21,15 @@ from abanet.engine.config import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_dataset(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
     """``n`` images with a drawn ellipse (the mask) on noise, in images/ + masks/."""
     rng = np.random.default_rng(seed)
@@ -44,8 +53,13 @@ def tiny_config(data: Path, out: Path, **extra: object) -> dict:
         "input_size": 64,
         "batch_size": 4,
         "num_workers": 0,
-        "trainer": {"max_steps": 2, "max_epochs": None, "sanity_val_steps": 0,
-                    "progress_bar": False, "log_every": 1},
+        "trainer": {
+            "max_steps": 2,
+            "max_epochs": None,
+            "sanity_val_steps": 0,
+            "progress_bar": False,
+            "log_every": 1,
+        },
         "out": str(out),
     }
     for k, v in extra.items():
@@ -71,10 +85,19 @@ def test_parse_value_and_overrides() -> None:
     assert parse_value("abanet_lite") == "abanet_lite"
     assert parse_value("false") is False
     ov = parse_overrides(["model.name=abanet_lite", "optim.lr=1e-3", "model.kwargs.refine=false"])
-    assert ov == {"model": {"name": "abanet_lite", "kwargs": {"refine": False}},
-                  "optim": {"lr": 1e-3}}
-    cfg = resolve_config(None, ["model.name=abanet_lite", "optim.lr=1e-3",
-                                "trainer.max_epochs=3", "model.kwargs.refine=false"])
+    assert ov == {
+        "model": {"name": "abanet_lite", "kwargs": {"refine": False}},
+        "optim": {"lr": 1e-3},
+    }
+    cfg = resolve_config(
+        None,
+        [
+            "model.name=abanet_lite",
+            "optim.lr=1e-3",
+            "trainer.max_epochs=3",
+            "model.kwargs.refine=false",
+        ],
+    )
     assert cfg["model"]["name"] == "abanet_lite"
     assert cfg["optim"]["lr"] == pytest.approx(1e-3)
     assert cfg["trainer"]["max_epochs"] == 3
@@ -169,14 +192,23 @@ def test_plan_data_ratio_split_val_dir_and_fold(tmp_path: Path) -> None:
 
     data = make_dataset(tmp_path / "d", n=10)
     other = make_dataset(tmp_path / "o", n=4, seed=1)
-    cfg = resolve_config({"data": {"train": [str(data), {"path": str(other), "repeat": 3}],
-                                   "ratios": [0.6, 0.2, 0.2]}})
+    cfg = resolve_config(
+        {
+            "data": {
+                "train": [str(data), {"path": str(other), "repeat": 3}],
+                "ratios": [0.6, 0.2, 0.2],
+            }
+        }
+    )
     plan = plan_data(cfg)
     assert [len(s.samples) for s in plan.sources] == [6, 4]
     assert plan.sources[1].repeat == 3.0
     assert len(plan.val) == 2 and len(plan.test) == 2
-    names = {s.name for s in plan.sources[0].samples} | {s.name for s in plan.val} | {
-        s.name for s in plan.test}
+    names = (
+        {s.name for s in plan.sources[0].samples}
+        | {s.name for s in plan.val}
+        | {s.name for s in plan.test}
+    )
     assert len(names) == 10
 
     cfg = resolve_config({"data": {"train": [str(data)], "val": str(other)}})
@@ -188,8 +220,11 @@ def test_plan_data_ratio_split_val_dir_and_fold(tmp_path: Path) -> None:
     assert len(plan.val) == 2 and len(plan.sources[0].samples) == 8
 
     split = tmp_path / "split.json"
-    split.write_text(json.dumps({"train": ["img00.png", "img01.png"], "val": ["img02.png"],
-                                 "test": ["img03.png"]}))
+    split.write_text(
+        json.dumps(
+            {"train": ["img00.png", "img01.png"], "val": ["img02.png"], "test": ["img03.png"]}
+        )
+    )
     plan = plan_data(resolve_config({"data": {"train": [str(data)], "split": str(split)}}))
     assert [s.name for s in plan.sources[0].samples] == ["img00.png", "img01.png"]
     assert [s.name for s in plan.test] == ["img03.png"]
@@ -249,8 +284,15 @@ def test_train_end_to_end_outputs_and_export(tmp_path: Path) -> None:
     run = tmp_path / "run"
     res = train(tiny_config(data, run), command="abanet train test")
     assert res.global_step == 2
-    for rel in ("config.yaml", "split.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
-                "model/model.safetensors", "model/config.json", "result.json"):
+    for rel in (
+        "config.yaml",
+        "split.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "model/model.safetensors",
+        "model/config.json",
+        "result.json",
+    ):
         assert (run / rel).is_file(), rel
     assert list(run.glob("csv/version_*/metrics.csv"))
     assert list(run.glob("tb/version_*/events.out.tfevents.*"))

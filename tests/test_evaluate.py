@@ -22,6 +22,15 @@ from abanet.errors import AbanetError
 from abanet.models import ModelConfig, SegmentationModel
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class Oracle(SegmentationModel):
     """Reads the mask back from the image: pixels whose red value is above 0.5 are mask.
     ``mode='zero'`` predicts nothing anywhere."""
@@ -140,8 +149,10 @@ def test_compare_joins_by_image_name(tmp_path: Path) -> None:
 
 def test_compare_with_pure_rows_and_bad_file(tmp_path: Path) -> None:
     ours = [{"image": "a.png", "iou": 0.5, "f1": 0.6}, {"image": "b.png", "iou": 1.0, "f1": 1.0}]
-    base = [{"model": "M", "encoder": "", "image": "a.png", "iou": 0.25, "f1": 0.4},
-            {"model": "M", "encoder": "", "image": "b.png", "iou": 0.75, "f1": 0.8}]
+    base = [
+        {"model": "M", "encoder": "", "image": "a.png", "iou": 0.25, "f1": 0.4},
+        {"model": "M", "encoder": "", "image": "b.png", "iou": 0.75, "f1": 0.8},
+    ]
     rows, info = compare_with(ours, base)
     assert rows[0]["iou"] == pytest.approx(0.5) and rows[0]["ours_iou"] == pytest.approx(0.75)
     assert rows[-1]["matched"] == 2 and info["matched_by_all"] == 2
@@ -159,8 +170,16 @@ def test_compare_with_pure_rows_and_bad_file(tmp_path: Path) -> None:
 def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
     data, _ = make_dataset(tmp_path / "d", n=5)
     grid = tmp_path / "grid.png"
-    res = evaluate(Oracle(mode="zero"), data, None, grid=grid, grid_worst=3, grid_tile=32,
-                   device="cpu", structure=False)
+    res = evaluate(
+        Oracle(mode="zero"),
+        data,
+        None,
+        grid=grid,
+        grid_worst=3,
+        grid_tile=32,
+        device="cpu",
+        structure=False,
+    )
     with Image.open(grid) as im:
         assert im.format == "PNG"
         assert im.size == grid_size(3, 32) == (128, 20 + 3 * 32)
@@ -170,8 +189,16 @@ def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
     assert (np.all(err == (0, 0, 255), axis=-1)).any()
     assert not (np.all(err == (255, 0, 0), axis=-1)).any()
     assert res.files["grid"] == grid
-    res = evaluate(Oracle(), data, None, grid=tmp_path / "g2.png", grid_rows=2, grid_tile=16,
-                   device="cpu", structure=False)
+    res = evaluate(
+        Oracle(),
+        data,
+        None,
+        grid=tmp_path / "g2.png",
+        grid_rows=2,
+        grid_tile=16,
+        device="cpu",
+        structure=False,
+    )
     with Image.open(tmp_path / "g2.png") as im:
         assert im.size == grid_size(2, 16)
 
@@ -197,12 +224,37 @@ def test_evaluate_saved_model_through_cli(tmp_path: Path) -> None:
     model.config.input_size = 64
     model.save_pretrained(tmp_path / "m")
     out = tmp_path / "eval"
-    r = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "m"), "--data", str(data),
-                                 "--out", str(out), "--grid", str(tmp_path / "g.png"),
-                                 "--grid-worst", "2", "--device", "cpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "m"),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--grid",
+            str(tmp_path / "g.png"),
+            "--grid-worst",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "3 images" in r.output
     assert json.loads((out / "summary.json").read_text())["input_size"] == 64
-    r = CliRunner().invoke(app, ["evaluate", "--model", str(tmp_path / "nope"), "--data",
-                                 str(data), "--out", str(tmp_path / "e2")])
+    r = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "nope"),
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "e2"),
+        ],
+    )
     assert r.exit_code == 2 and "no such model" in r.output

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 
 from abanet.engine.experiments import (
@@ -19,6 +20,15 @@ from abanet.engine.experiments import (
 from abanet.errors import AbanetError
 
 PRESETS = ["figure7", "table2", "table4", "table5", "table6", "table7", "table8", "table9"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make_dataset(root: Path, n: int = 10, size: int = 64) -> Path:
@@ -64,18 +74,31 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
     assert {c["model"]["name"] for c in t5.values()} == {"abanet_r34"}
     t6 = cfgs("table6")
     assert [c["model"]["kwargs"]["attention_stages"] for c in t6.values()] == [
-        [1, 2], [1, 2, 3], [1, 2, 3, 4]]
+        [1, 2],
+        [1, 2, 3],
+        [1, 2, 3, 4],
+    ]
     assert [c["input_size"] for c in cfgs("table7").values()] == [128, 256, 512]
     assert [c["optim"]["name"] for c in cfgs("table8").values()] == [
-        "sgd", "adamax", "rmsprop", "adam"]
+        "sgd",
+        "adamax",
+        "rmsprop",
+        "adam",
+    ]
     assert [c["loss"]["spec"] for c in cfgs("table9").values()] == [
-        "focal", "iou", "focal+iou", "focal+ssim+iou"]
+        "focal",
+        "iou",
+        "focal+iou",
+        "focal+ssim+iou",
+    ]
     assert [c["loss"]["focal_alpha"] for c in cfgs("figure7").values()] == [0.3, 0.5, 0.75, 0.9]
     t2 = cfgs("table2")
     assert len(t2) == 18
     assert t2["Unet++ (VGG19)"]["model"] == {
-        **t2["Unet++ (VGG19)"]["model"], "name": "unetplusplus",
-        "kwargs": {"encoder_name": "vgg19"}}
+        **t2["Unet++ (VGG19)"]["model"],
+        "name": "unetplusplus",
+        "kwargs": {"encoder_name": "vgg19"},
+    }
     smoke2 = cfgs("table2", "smoke")
     assert len(smoke2) == 8
     assert {c["model"]["kwargs"].get("encoder_name") for c in smoke2.values()} == {"resnet18", None}
@@ -90,7 +113,9 @@ def test_unknown_preset_and_bad_override(tmp_path: Path) -> None:
         load_preset("table99")
     data = make_dataset(tmp_path / "d", n=4)
     with pytest.raises(AbanetError, match="unknown config key 'optim.lrr'"):
-        run_experiment("table6", data, tmp_path / "x", overrides=["optim.lrr=1"], log=lambda s: None)
+        run_experiment(
+            "table6", data, tmp_path / "x", overrides=["optim.lrr=1"], log=lambda s: None
+        )
     with pytest.raises(AbanetError, match="scale"):
         load_preset("table6", "huge")
 
@@ -141,9 +166,11 @@ def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
         "title: one run\nrow_header: Model\ncolumns: [iou]\n"
         "runs:\n  - label: ABANet\n    set: {model.name: abanet_r34}\n"
     )
-    res = run_experiment(str(preset), data, tmp_path / "exp", scale="smoke", substitute=False,
-                         log=lambda s: None)
-    cfg = json.loads((tmp_path / "exp" / "ABANet" / "trial0" / "train" / "model" /
-                      "config.json").read_text())
+    res = run_experiment(
+        str(preset), data, tmp_path / "exp", scale="smoke", substitute=False, log=lambda s: None
+    )
+    cfg = json.loads(
+        (tmp_path / "exp" / "ABANet" / "trial0" / "train" / "model" / "config.json").read_text()
+    )
     assert cfg["name"] == "abanet_r34" and cfg["input_size"] == 64
     assert res.trained == 1

@@ -12,14 +12,20 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    model: str = typer.Option(..., "--model", "-m", help="Shipped name, model folder or .safetensors."),
+    model: str = typer.Option(
+        ..., "--model", "-m", help="Shipped name, model folder or .safetensors."
+    ),
     data: Path = typer.Option(..., "--data", "-d", help="Labelled dataset folder."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for per_image.csv, summary.json/.md."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Folder for per_image.csv, summary.json/.md."
+    ),
     size: int | None = typer.Option(None, "--size", help="Input size (default: the model's)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", help="Images per forward pass."),
     split: Path | None = typer.Option(None, "--split", help="Split JSON; evaluate one subset."),
     subset: str = typer.Option("test", "--subset", help="Subset of --split to evaluate."),
-    kind: str = typer.Option("auto", "--kind", help="Dataset layout (auto, folders, mfsd, labelme)."),
+    kind: str = typer.Option(
+        "auto", "--kind", help="Dataset layout (auto, folders, mfsd, labelme)."
+    ),
     compare: Path | None = typer.Option(
         None, "--compare", help="Per-image baselines CSV (model,encoder,image,iou,...)."
     ),
@@ -42,10 +48,23 @@ def evaluate(
 
     try:
         res = run_eval(
-            model, data, out, size=size, batch_size=batch_size, split=split, subset=subset,
-            kind=kind, compare=compare, grid=grid, grid_worst=grid_worst, grid_rows=grid_rows,
-            threshold=threshold, structure=not no_structure, device=device,
-            num_workers=workers, overwrite=overwrite,
+            model,
+            data,
+            out,
+            size=size,
+            batch_size=batch_size,
+            split=split,
+            subset=subset,
+            kind=kind,
+            compare=compare,
+            grid=grid,
+            grid_worst=grid_worst,
+            grid_rows=grid_rows,
+            threshold=threshold,
+            structure=not no_structure,
+            device=device,
+            num_workers=workers,
+            overwrite=overwrite,
         )
     except AbanetError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -57,7 +76,9 @@ def evaluate(
     typer.echo("  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m))
     if res.compare is not None:
         info = s["compare"]
-        typer.echo(f"compare: {info['baseline_groups']} baselines, {info['matched_by_all']} of "
-                   f"{info['our_images']} images matched by all")
+        typer.echo(
+            f"compare: {info['baseline_groups']} baselines, {info['matched_by_all']} of "
+            f"{info['our_images']} images matched by all"
+        )
     for name, path in res.files.items():
         typer.echo(f"{name}: {path}")

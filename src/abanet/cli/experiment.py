@@ -13,20 +13,26 @@ def register(app: typer.Typer) -> None:
 
 def experiment(
     preset: str = typer.Argument(
-        ..., help="table2, table4, table5, table6, table7, table8, table9, figure7 (or a YAML file)."
+        ...,
+        help="table2, table4, table5, table6, table7, table8, table9, figure7 (or a YAML file).",
     ),
-    data: Path = typer.Option(..., "--data", "-d", help="Labelled dataset folder (split per trial)."),
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Labelled dataset folder (split per trial)."
+    ),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Experiment folder (default runs/experiments/PRESET-SCALE)."
     ),
     scale: str = typer.Option("smoke", "--scale", help="smoke (minutes on a CPU) or full (paper)."),
-    trials: int | None = typer.Option(None, "--trials", help="Trials per row (new seed and split)."),
+    trials: int | None = typer.Option(
+        None, "--trials", help="Trials per row (new seed and split)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of trial 0 (trial k uses seed + k)."),
     overrides: list[str] = typer.Option(
         [], "--set", help="Config override for every run, e.g. --set trainer.max_epochs=50."
     ),
     substitute: bool = typer.Option(
-        True, "--substitute/--no-substitute",
+        True,
+        "--substitute/--no-substitute",
         help="At smoke scale, run abanet_lite in place of abanet_r34/basnet_r34.",
     ),
     device: str = typer.Option("auto", "--device", help="Evaluation device (auto, cpu, cuda)."),
@@ -44,8 +50,16 @@ def experiment(
                 typer.echo(f"  {r.label}: {r.overrides}")
             return
         res = run_experiment(
-            preset, data, out, scale=scale, trials=trials, overrides=overrides,
-            substitute=substitute, seed=seed, device=device, log=typer.echo,
+            preset,
+            data,
+            out,
+            scale=scale,
+            trials=trials,
+            overrides=overrides,
+            substitute=substitute,
+            seed=seed,
+            device=device,
+            log=typer.echo,
         )
     except AbanetError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
 
 def train(
     overrides: list[str] = typer.Argument(
-        None, help="Dotted overrides, e.g. model.name=abanet_lite optim.lr=1e-3 trainer.max_epochs=3"
+        None,
+        help="Dotted overrides, e.g. model.name=abanet_lite optim.lr=1e-3 trainer.max_epochs=3",
     ),
     config: Path | None = typer.Option(None, "--config", "-c", help="Run config (YAML)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (same as out=DIR)."),

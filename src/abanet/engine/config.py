@@ -58,7 +58,9 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a config file must hold a mapping of keys, got {type(data).__name__}")
+        raise ConfigError(
+            f"{p}: a config file must hold a mapping of keys, got {type(data).__name__}"
+        )
     return data
 
 
@@ -185,8 +187,15 @@ def get(cfg: Mapping[str, Any], dotted: str) -> Any:
     return node
 
 
-def _num(cfg: Mapping[str, Any], key: str, *, minimum: float | None = None, integer: bool = False,
-         optional: bool = False, exclusive: bool = False) -> None:
+def _num(
+    cfg: Mapping[str, Any],
+    key: str,
+    *,
+    minimum: float | None = None,
+    integer: bool = False,
+    optional: bool = False,
+    exclusive: bool = False,
+) -> None:
     v = get(cfg, key)
     if v is None and optional:
         return
@@ -216,23 +225,35 @@ def train_entries(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(raw, str | os.PathLike):
         raw = [raw]
     if not isinstance(raw, list):
-        raise ConfigError(f"config key 'data.train': expected a list of dataset folders, got {raw!r}")
+        raise ConfigError(
+            f"config key 'data.train': expected a list of dataset folders, got {raw!r}"
+        )
     out = []
     for i, e in enumerate(raw):
         if isinstance(e, str | os.PathLike):
             e = {"path": str(e)}
         if not isinstance(e, Mapping) or "path" not in e:
-            raise ConfigError(f"config key 'data.train[{i}]': expected a path or {{path: DIR, repeat: N}}")
+            raise ConfigError(
+                f"config key 'data.train[{i}]': expected a path or {{path: DIR, repeat: N}}"
+            )
         bad = [k for k in e if k not in TRAIN_ENTRY_KEYS]
         if bad:
             raise ConfigError(
-                f"config key 'data.train[{i}].{bad[0]}': unknown (allowed: {', '.join(TRAIN_ENTRY_KEYS)})"
+                f"config key 'data.train[{i}].{bad[0]}': unknown "
+                f"(allowed: {', '.join(TRAIN_ENTRY_KEYS)})"
             )
         repeat = e.get("repeat", 1.0)
         if isinstance(repeat, bool) or not isinstance(repeat, int | float) or not repeat > 0:
-            raise ConfigError(f"config key 'data.train[{i}].repeat': expected a number > 0, got {repeat!r}")
-        out.append({"path": str(e["path"]), "repeat": float(repeat),
-                    "kind": str(e.get("kind") or cfg["data"]["kind"])})
+            raise ConfigError(
+                f"config key 'data.train[{i}].repeat': expected a number > 0, got {repeat!r}"
+            )
+        out.append(
+            {
+                "path": str(e["path"]),
+                "repeat": float(repeat),
+                "kind": str(e.get("kind") or cfg["data"]["kind"]),
+            }
+        )
     return out
 
 
@@ -245,16 +266,25 @@ def validate(cfg: Mapping[str, Any]) -> None:
     train_entries(cfg)
     d = cfg["data"]
     ratios = d["ratios"]
-    if not isinstance(ratios, list) or not 2 <= len(ratios) <= 3 or not all(
-        isinstance(r, int | float) and not isinstance(r, bool) and r >= 0 for r in ratios
-    ) or not ratios[0] > 0 or not ratios[1] > 0:
+    if (
+        not isinstance(ratios, list)
+        or not 2 <= len(ratios) <= 3
+        or not all(
+            isinstance(r, int | float) and not isinstance(r, bool) and r >= 0 for r in ratios
+        )
+        or not ratios[0] > 0
+        or not ratios[1] > 0
+    ):
         raise ConfigError(
-            f"config key 'data.ratios': expected 2 or 3 numbers >= 0 with train and val > 0, got {ratios!r}"
+            "config key 'data.ratios': expected 2 or 3 numbers >= 0 with train and val > 0, "
+            f"got {ratios!r}"
         )
     _num(cfg, "data.folds", integer=True, minimum=2)
     _num(cfg, "data.fold", integer=True, minimum=0, optional=True)
     if d["fold"] is not None and d["fold"] >= d["folds"]:
-        raise ConfigError(f"config key 'data.fold': {d['fold']} is not below data.folds={d['folds']}")
+        raise ConfigError(
+            f"config key 'data.fold': {d['fold']} is not below data.folds={d['folds']}"
+        )
     if d["fold"] is not None and (d["split"] or d["val"]):
         raise ConfigError("config keys 'data.fold' and 'data.split'/'data.val' exclude each other")
     if d["split"] and d["val"]:
@@ -262,14 +292,21 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _choice(cfg, "data.augment", AUGMENT)
     _num(cfg, "data.val_max", integer=True, minimum=1, optional=True)
     if not isinstance(cfg["model"]["name"], str):
-        raise ConfigError(f"config key 'model.name': expected a model name, got {cfg['model']['name']!r}")
+        raise ConfigError(
+            f"config key 'model.name': expected a model name, got {cfg['model']['name']!r}"
+        )
     if not isinstance(cfg["model"]["kwargs"], Mapping):
         raise ConfigError("config key 'model.kwargs': expected a mapping of model options")
     if "encoder_weights" in cfg["model"]["kwargs"]:
-        raise ConfigError("config key 'model.kwargs.encoder_weights': set model.encoder_weights instead")
+        raise ConfigError(
+            "config key 'model.kwargs.encoder_weights': set model.encoder_weights instead"
+        )
     _num(cfg, "model.threshold", minimum=0)
     if not isinstance(cfg["loss"]["spec"], str):
-        raise ConfigError(f"config key 'loss.spec': expected text like focal+ssim+iou, got {cfg['loss']['spec']!r}")
+        raise ConfigError(
+            "config key 'loss.spec': expected text like focal+ssim+iou, "
+            f"got {cfg['loss']['spec']!r}"
+        )
     _num(cfg, "loss.focal_alpha", minimum=0)
     _num(cfg, "loss.focal_gamma", minimum=0)
     _choice(cfg, "optim.name", OPTIMIZERS)
@@ -290,7 +327,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _num(cfg, "trainer.max_steps", integer=True, minimum=1, optional=True)
     _num(cfg, "trainer.max_time", minimum=0, exclusive=True, optional=True)
     if t["max_epochs"] is None and t["max_steps"] is None and t["max_time"] is None:
-        raise ConfigError("config: set one of trainer.max_epochs, trainer.max_steps, trainer.max_time")
+        raise ConfigError(
+            "config: set one of trainer.max_epochs, trainer.max_steps, trainer.max_time"
+        )
     _num(cfg, "trainer.val_every_n_epochs", integer=True, minimum=1)
     _num(cfg, "trainer.val_every_n_steps", integer=True, minimum=1, optional=True)
     _num(cfg, "trainer.sanity_val_steps", integer=True, minimum=0)
@@ -300,6 +339,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _num(cfg, "trainer.accumulate", integer=True, minimum=1)
     _num(cfg, "trainer.grad_clip", minimum=0, exclusive=True, optional=True)
     _num(cfg, "trainer.log_every", integer=True, minimum=1)
+    _num(cfg, "trainer.cpu_threads", integer=True, minimum=1, optional=True)
     _num(cfg, "early_stopping.patience", integer=True, minimum=1, optional=True)
     _num(cfg, "early_stopping.min_delta", minimum=0)
 

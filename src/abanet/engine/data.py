@@ -3,7 +3,6 @@ Lightning data module."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -93,8 +92,9 @@ def plan_data(cfg: Mapping[str, Any]) -> DataPlan:
             raise DataError(f"{d['split']}: a split file needs 'train' and 'val' lists")
         source = str(d["split"])
     elif d["fold"] is not None:
-        folds = S.kfold_splits(_grouped(items, d["group_by"]), k=int(d["folds"]),
-                               seed=int(cfg["seed"]))
+        folds = S.kfold_splits(
+            _grouped(items, d["group_by"]), k=int(d["folds"]), seed=int(cfg["seed"])
+        )
         split = folds[int(d["fold"])]
         source = f"fold {d['fold']} of {d['folds']} (seed {cfg['seed']})"
     else:
@@ -116,8 +116,9 @@ class RepeatSampler(Sampler[int]):
     per epoch: ``floor(repeat)`` full passes plus a random subset for the fraction; shuffled.
     Deterministic for (seed, epoch); Lightning calls :meth:`set_epoch`."""
 
-    def __init__(self, sizes: Sequence[int], repeats: Sequence[float], seed: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(
+        self, sizes: Sequence[int], repeats: Sequence[float], seed: int = 0, shuffle: bool = True
+    ) -> None:
         self.sizes = [int(n) for n in sizes]
         self.repeats = [float(r) for r in repeats]
         self.seed = int(seed)
@@ -152,9 +153,19 @@ class RepeatSampler(Sampler[int]):
 class SegmentationDataModule(L.LightningDataModule):
     """Train and validation loaders for a :class:`DataPlan` (augmented train, plain val)."""
 
-    def __init__(self, plan: DataPlan, size: int, mean: Sequence[float], std: Sequence[float],
-                 batch_size: int = 8, num_workers: int = 2, augment: str = "default",
-                 cache: bool = True, seed: int = 0, val_max: int | None = None) -> None:
+    def __init__(
+        self,
+        plan: DataPlan,
+        size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        batch_size: int = 8,
+        num_workers: int = 2,
+        augment: str = "default",
+        cache: bool = True,
+        seed: int = 0,
+        val_max: int | None = None,
+    ) -> None:
         super().__init__()
         self.plan = plan
         self.size = int(size)
@@ -175,8 +186,14 @@ class SegmentationDataModule(L.LightningDataModule):
             parts = []
             for i, src in enumerate(self.plan.sources):
                 ds = SegmentationDataset(
-                    src.samples, size=self.size, mean=self.mean, std=self.std,
-                    augment=True, strength=self.augment, cache=self.cache, seed=self.seed + i,
+                    src.samples,
+                    size=self.size,
+                    mean=self.mean,
+                    std=self.std,
+                    augment=True,
+                    strength=self.augment,
+                    cache=self.cache,
+                    seed=self.seed + i,
                 )
                 if self.cache:
                     ds.preload()
@@ -191,7 +208,10 @@ class SegmentationDataModule(L.LightningDataModule):
                 self.val_set.preload()
 
     def _loader_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": torch.cuda.is_available()}
+        kw: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "pin_memory": torch.cuda.is_available(),
+        }
         if self.num_workers > 0:
             kw["persistent_workers"] = True
         return kw
@@ -201,18 +221,18 @@ class SegmentationDataModule(L.LightningDataModule):
         sizes = [len(d) for d in self.train_set.datasets]
         sampler = RepeatSampler(sizes, [s.repeat for s in self.plan.sources], seed=self.seed)
         drop_last = len(sampler) > self.batch_size  # avoid a 1-image batch (BatchNorm)
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler,
-                          drop_last=drop_last, **self._loader_kwargs())
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=drop_last,
+            **self._loader_kwargs(),
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False,
-                          **self._loader_kwargs())
-
-    def steps_per_epoch(self, world_size: int = 1) -> int:
-        """Training batches per epoch on one device."""
-        n = sum(max(1, round(len(s.samples) * s.repeat)) for s in self.plan.sources)
-        per = math.ceil(n / max(1, world_size))
-        return per // self.batch_size if per > self.batch_size else 1
+        return DataLoader(
+            self.val_set, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs()
+        )
 
 
 def write_split(plan: DataPlan, path: Path) -> Path | None:
@@ -223,7 +243,9 @@ def write_split(plan: DataPlan, path: Path) -> Path | None:
 
     from abanet.data.io import write_bytes_atomic
 
-    payload = {**plan.split, "_meta": {"source": plan.split_source,
-                                        "dataset": plan.sources[0].path}}
+    payload = {
+        **plan.split,
+        "_meta": {"source": plan.split_source, "dataset": plan.sources[0].path},
+    }
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
     return write_bytes_atomic(path, text.encode("utf-8"), overwrite=True)

@@ -74,7 +74,9 @@ def select_samples(
         pairs = paired(samples)
         if not pairs:
             errs = [str(p) for p in problems if p.severity == "error"][:1]
-            raise DataError(f"{data}: no image/mask pairs to evaluate" + (f" ({errs[0]})" if errs else ""))
+            raise DataError(
+                f"{data}: no image/mask pairs to evaluate" + (f" ({errs[0]})" if errs else "")
+            )
     else:
         pairs = list(data)
     if split is not None:
@@ -92,8 +94,9 @@ def select_samples(
 class _EvalSet:
     """Items: normalised input at ``size``, original mask (uint8 {0,1}) and name."""
 
-    def __init__(self, samples: Sequence[Any], size: int, mean: Sequence[float],
-                 std: Sequence[float]) -> None:
+    def __init__(
+        self, samples: Sequence[Any], size: int, mean: Sequence[float], std: Sequence[float]
+    ) -> None:
         from abanet.data.transforms import build_transforms
 
         self.samples = list(samples)
@@ -116,15 +119,21 @@ class _EvalSet:
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         x = self.transform(image=image)["image"].transpose(2, 0, 1)
-        return {"image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-                "mask": mask, "name": s.name}
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+            "mask": mask,
+            "name": s.name,
+        }
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     import torch
 
-    return {"image": torch.stack([it["image"] for it in items]),
-            "mask": [it["mask"] for it in items], "name": [it["name"] for it in items]}
+    return {
+        "image": torch.stack([it["image"] for it in items]),
+        "mask": [it["mask"] for it in items],
+        "name": [it["name"] for it in items],
+    }
 
 
 # ---------------------------------------------------------------------------------- model
@@ -196,7 +205,8 @@ def _name_keys(name: str) -> list[str]:
 
 
 def read_baselines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a per-image baselines CSV (``model,[encoder,]image,<metrics>``), metrics as floats."""
+    """Rows of a per-image baselines CSV (``model,[encoder,]image,<metrics>``), metrics as
+    floats."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -208,14 +218,22 @@ def read_baselines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     cols = [c.strip() for c in (reader.fieldnames or [])]
     missing = [c for c in ("model", "image") if c not in cols]
     if missing:
-        raise DataError(f"{p}: baselines file needs columns model,image (missing {', '.join(missing)})")
+        raise DataError(
+            f"{p}: baselines file needs columns model,image (missing {', '.join(missing)})"
+        )
     metrics = [m for m in COMPARE_METRICS if m in cols]
     if not metrics:
-        raise DataError(f"{p}: baselines file has none of the metric columns {', '.join(COMPARE_METRICS)}")
+        raise DataError(
+            f"{p}: baselines file has none of the metric columns {', '.join(COMPARE_METRICS)}"
+        )
     rows = []
     for line, r in enumerate(reader, start=2):
         r = {k.strip(): (v or "").strip() for k, v in r.items() if k is not None}
-        row: dict[str, Any] = {"model": r["model"], "encoder": r.get("encoder", ""), "image": r["image"]}
+        row: dict[str, Any] = {
+            "model": r["model"],
+            "encoder": r.get("encoder", ""),
+            "image": r["image"],
+        }
         for m in metrics:
             try:
                 row[m] = float(r[m])
@@ -225,8 +243,11 @@ def read_baselines(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def compare_with(per_image: Sequence[Mapping[str, Any]], baselines: Sequence[Mapping[str, Any]],
-                 label: str = "ours") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def compare_with(
+    per_image: Sequence[Mapping[str, Any]],
+    baselines: Sequence[Mapping[str, Any]],
+    label: str = "ours",
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Per (model, encoder) of ``baselines``: its means and ours over the SAME images (joined by
     image name: exact, then file name, then case-insensitive file name, then stem).
 
@@ -251,25 +272,38 @@ def compare_with(per_image: Sequence[Mapping[str, Any]], baselines: Sequence[Map
             hit = next((index[k] for k in _name_keys(b["image"]) if k in index), None)
             if hit is not None:
                 matched[hit] = b
-        row: dict[str, Any] = {"model": model, "encoder": enc, "listed": len(items),
-                               "matched": len(matched)}
+        row: dict[str, Any] = {
+            "model": model,
+            "encoder": enc,
+            "listed": len(items),
+            "matched": len(matched),
+        }
         for m in metrics:
             row[m] = float(np.mean([b[m] for b in matched.values()])) if matched else math.nan
-            row[f"ours_{m}"] = (float(np.mean([ours[n][m] for n in matched])) if matched
-                                else math.nan)
+            row[f"ours_{m}"] = (
+                float(np.mean([ours[n][m] for n in matched])) if matched else math.nan
+            )
         rows.append(row)
         common = set(matched) if common is None else common & set(matched)
     rows.sort(key=lambda r: -(r.get("iou", 0.0) if not math.isnan(r.get("iou", math.nan)) else -1))
     common = common or set()
-    ours_row: dict[str, Any] = {"model": label, "encoder": "", "listed": len(per_image),
-                                "matched": len(common)}
+    ours_row: dict[str, Any] = {
+        "model": label,
+        "encoder": "",
+        "listed": len(per_image),
+        "matched": len(common),
+    }
     for m in metrics:
         v = float(np.mean([ours[n][m] for n in common])) if common else math.nan
         ours_row[m] = v
         ours_row[f"ours_{m}"] = v
     rows.append(ours_row)
-    info = {"baseline_groups": len(groups), "our_images": len(per_image),
-            "matched_by_all": len(common), "metrics": metrics}
+    info = {
+        "baseline_groups": len(groups),
+        "our_images": len(per_image),
+        "matched_by_all": len(common),
+        "metrics": metrics,
+    }
     return rows, info
 
 
@@ -294,7 +328,8 @@ def _fit(arr: np.ndarray, tile: int, nearest: bool) -> np.ndarray:
 
 
 def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """RGB map: true positive white, false positive red, false negative blue, true negative black."""
+    """RGB map: true positive white, false positive red, false negative blue, true negative
+    black."""
     pred, gt = pred.astype(bool), gt.astype(bool)
     out = np.zeros((*gt.shape, 3), dtype=np.uint8)
     out[pred & gt] = (255, 255, 255)
@@ -303,9 +338,21 @@ def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return out
 
 
-def draw_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], tile: int = 160
-              ) -> Any:
-    """A PIL image: one row per ``(image RGB, gt {0,1}, pred {0,1}, caption)``, 4 tiles each."""
+def _shorten(draw: Any, text: str, width: int) -> str:
+    """``text`` cut (with "...") to fit ``width`` pixels in the default font."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def draw_grid(
+    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str] | tuple[Any, ...]],
+    tile: int = 160,
+) -> Any:
+    """A PIL image: one row per ``(image RGB, gt {0,1}, pred {0,1}, caption[, name])``, 4 tiles
+    each; the caption goes on the error tile, the name (shortened to fit) on the image tile."""
     from PIL import Image, ImageDraw
 
     width, height = grid_size(len(rows), tile)
@@ -313,16 +360,24 @@ def draw_grid(rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str]], ti
     draw = ImageDraw.Draw(canvas)
     for c, label in enumerate(GRID_COLUMNS):
         draw.text((c * tile + 4, 4), label, fill=(0, 0, 0))
-    for r, (image, gt, pred, caption) in enumerate(rows):
+    for r, (image, gt, pred, caption, *rest) in enumerate(rows):
+        name = _shorten(draw, str(rest[0]), tile - 8) if rest and tile >= 64 else ""
         gt3 = np.repeat((gt.astype(np.uint8) * 255)[..., None], 3, axis=2)
         pr3 = np.repeat((pred.astype(np.uint8) * 255)[..., None], 3, axis=2)
-        tiles = [_fit(image, tile, False), _fit(gt3, tile, True), _fit(pr3, tile, True),
-                 _fit(error_map(pred, gt), tile, True)]
+        tiles = [
+            _fit(image, tile, False),
+            _fit(gt3, tile, True),
+            _fit(pr3, tile, True),
+            _fit(error_map(pred, gt), tile, True),
+        ]
         y = GRID_HEADER + r * tile
         for c, t in enumerate(tiles):
             canvas.paste(Image.fromarray(t), (c * tile, y))
-        if caption:
-            draw.text((3 * tile + 3, y + 3), caption, fill=(255, 255, 0))
+        for x, text in ((0, name), (3 * tile, caption)):
+            if text:
+                box = draw.textbbox((x + 3, y + 3), text)
+                draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
+                draw.text((x + 3, y + 3), text, fill=(255, 255, 0))
     return canvas
 
 
@@ -348,15 +403,20 @@ def _write(path: Path, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"), overwrite=True)
 
 
-def summary_markdown(summary: Mapping[str, Any], compare: Sequence[Mapping[str, Any]] | None
-                     ) -> str:
+def summary_markdown(
+    summary: Mapping[str, Any], compare: Sequence[Mapping[str, Any]] | None
+) -> str:
     """The summary as Markdown (percentages like the paper's tables for IoU..accuracy)."""
     m = summary["metrics"]
     lines = [
         f"# Evaluation of {summary['model']}",
         "",
-        f"- data: `{summary['data']}`" + (f" (split `{summary['split']}`, subset "
-                                          f"`{summary['subset']}`)" if summary.get("split") else ""),
+        f"- data: `{summary['data']}`"
+        + (
+            f" (split `{summary['split']}`, subset `{summary['subset']}`)"
+            if summary.get("split")
+            else ""
+        ),
         f"- images: {summary['images']}, input size {summary['input_size']}, threshold "
         f"{summary['threshold']}, device {summary['device']}",
         f"- speed: {summary['fps']:.2f} images/s (model forward, batch {summary['batch_size']})",
@@ -367,6 +427,7 @@ def summary_markdown(summary: Mapping[str, Any], compare: Sequence[Mapping[str, 
         " | E-measure (mean) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
     def pct(k: str) -> str:
         return f"{100 * m[k]:.3f}" if k in m else "-"
 
@@ -378,23 +439,39 @@ def summary_markdown(summary: Mapping[str, Any], compare: Sequence[Mapping[str, 
         f"| {frac('mae')} | {frac('fbeta_adaptive')} | {frac('fbeta_max')} | {frac('smeasure')} "
         f"| {frac('emeasure_mean')} |"
     )
-    lines += ["", "Pooled over all pixels (%): " + ", ".join(
-        f"{k.split('_', 1)[1]} {100 * m[k]:.3f}" for k in m if k.startswith("dataset_")), ""]
+    lines += [
+        "",
+        "Pooled over all pixels (%): "
+        + ", ".join(
+            f"{k.split('_', 1)[1]} {100 * m[k]:.3f}" for k in m if k.startswith("dataset_")
+        ),
+        "",
+    ]
     if compare:
         metrics = [k for k in COMPARE_METRICS if k in compare[0]]
         lines += [
             "## Beside the baselines (same images)",
             "",
-            "| model | encoder | matched | " + " | ".join(metrics) + " | "
-            + " | ".join(f"ours {k}" for k in metrics) + " |",
+            "| model | encoder | matched | "
+            + " | ".join(metrics)
+            + " | "
+            + " | ".join(f"ours {k}" for k in metrics)
+            + " |",
             "|---|---|---|" + "---|" * (2 * len(metrics)),
         ]
         for r in compare:
             vals = [f"{100 * r[k]:.3f}" if k != "mae" else f"{r[k]:.4f}" for k in metrics]
-            ours = [f"{100 * r['ours_' + k]:.3f}" if k != "mae" else f"{r['ours_' + k]:.4f}"
-                    for k in metrics]
-            lines.append(f"| {r['model']} | {r['encoder']} | {r['matched']}/{r['listed']} | "
-                         + " | ".join(vals) + " | " + " | ".join(ours) + " |")
+            ours = [
+                f"{100 * r['ours_' + k]:.3f}" if k != "mae" else f"{r['ours_' + k]:.4f}"
+                for k in metrics
+            ]
+            lines.append(
+                f"| {r['model']} | {r['encoder']} | {r['matched']}/{r['listed']} | "
+                + " | ".join(vals)
+                + " | "
+                + " | ".join(ours)
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -458,8 +535,9 @@ def evaluate(
     baselines = read_baselines(compare) if compare is not None else None
 
     dataset = _EvalSet(samples, input_size, cfg.mean, cfg.std)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
+    )
     predictor = Predictor(net, input_size, dev, channels_last=channels_last and dev == "cpu")
     metrics = SegmentationMetrics(threshold=thr, structure=structure)
     start = time.perf_counter()
@@ -508,11 +586,20 @@ def evaluate(
         result.files["per_image"] = _write(out_dir / "per_image.csv", _csv_text(per_image, columns))
         if result.compare is not None:
             metrics_cols = summary["compare"]["metrics"]
-            cols = ["model", "encoder", "listed", "matched", *metrics_cols,
-                    *[f"ours_{m}" for m in metrics_cols]]
-            result.files["compare"] = _write(out_dir / "compare.csv", _csv_text(result.compare, cols))
-        result.files["summary_md"] = _write(out_dir / "summary.md",
-                                            summary_markdown(summary, result.compare))
+            cols = [
+                "model",
+                "encoder",
+                "listed",
+                "matched",
+                *metrics_cols,
+                *[f"ours_{m}" for m in metrics_cols],
+            ]
+            result.files["compare"] = _write(
+                out_dir / "compare.csv", _csv_text(result.compare, cols)
+            )
+        result.files["summary_md"] = _write(
+            out_dir / "summary.md", summary_markdown(summary, result.compare)
+        )
         summary["files"] = {k: str(v) for k, v in result.files.items()}
         # summary.json last: its presence marks a finished evaluation
         result.files["summary"] = _write(
@@ -531,8 +618,16 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _write_grid(predictor: Predictor, dataset: _EvalSet, per_image: Sequence[Mapping[str, Any]],
-                path: Path, threshold: float, worst: int | None, rows: int, tile: int) -> Path:
+def _write_grid(
+    predictor: Predictor,
+    dataset: _EvalSet,
+    per_image: Sequence[Mapping[str, Any]],
+    path: Path,
+    threshold: float,
+    worst: int | None,
+    rows: int,
+    tile: int,
+) -> Path:
     import torch
 
     from abanet.data.readers import load_image
@@ -553,7 +648,7 @@ def _write_grid(predictor: Predictor, dataset: _EvalSet, per_image: Sequence[Map
                 gt = batch["mask"][j]
                 image = load_image(dataset.samples[i])
                 caption = f"IoU {per_image[i]['iou']:.3f}"
-                picture_rows.append((image, gt, pred, caption))
+                picture_rows.append((image, gt, pred, caption, per_image[i]["image"]))
     canvas = draw_grid(picture_rows, tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

@@ -6,8 +6,8 @@ A preset (``abanet/configs/experiments/<name>.yaml``) lists runs, each a label, 
 - ``full``: the paper's settings (input 256, batch 8, Adam 1e-4, ImageNet encoders, the paper's
   8500/2500/1758 split proportions, up to 100 epochs with early stopping on val IoU).
 - ``smoke``: every run end to end in seconds to minutes on a CPU: tiny inputs, one or two steps,
-  random encoders, smp encoders ResNet-18, and (unless ``substitute=False``) ``abanet_lite`` in place
-  of the 87M-parameter ``abanet_r34``/``basnet_r34`` (it takes the same ``refine`` and
+  random encoders, smp encoders ResNet-18, and (unless ``substitute=False``) ``abanet_lite`` in
+  place of the 87M-parameter ``abanet_r34``/``basnet_r34`` (it takes the same ``refine`` and
   ``attention_stages`` options). Numbers at this scale only prove the pipeline runs.
 
 Layout of ``out``: ``<run>/trial<k>/train`` (a training run folder) and ``<run>/trial<k>/eval``
@@ -71,12 +71,27 @@ SMOKE_SUBSTITUTES: dict[str, dict[str, Any]] = {
 
 #: How a metric is shown in a table: percent (x100), a fraction, or a plain number.
 _PERCENT = {"iou", "f1", "precision", "recall", "accuracy"}
-_FRACTION = {"mae", "fbeta_adaptive", "fbeta_max", "smeasure", "emeasure_adaptive",
-             "emeasure_mean", "emeasure_max"}
+_FRACTION = {
+    "mae",
+    "fbeta_adaptive",
+    "fbeta_max",
+    "smeasure",
+    "emeasure_adaptive",
+    "emeasure_mean",
+    "emeasure_max",
+}
 COLUMN_TITLES = {
-    "iou": "IoU", "f1": "F1-score", "precision": "Precision", "recall": "Recall",
-    "accuracy": "Acc", "mae": "MAE", "fbeta_adaptive": "F-beta", "fbeta_max": "max F-beta",
-    "smeasure": "S-measure", "emeasure_mean": "E-measure", "fps": "FPS",
+    "iou": "IoU",
+    "f1": "F1-score",
+    "precision": "Precision",
+    "recall": "Recall",
+    "accuracy": "Acc",
+    "mae": "MAE",
+    "fbeta_adaptive": "F-beta",
+    "fbeta_max": "max F-beta",
+    "smeasure": "S-measure",
+    "emeasure_mean": "E-measure",
+    "fps": "FPS",
 }
 
 
@@ -150,8 +165,10 @@ def load_preset(name: str, scale: str = "full") -> Preset:
         known = list_experiments()
         if name not in known:
             raise AbanetError(f"unknown experiment {name!r}; known: {', '.join(known)}")
-        text = resources.files("abanet.configs").joinpath(f"experiments/{name}.yaml").read_text(
-            encoding="utf-8"
+        text = (
+            resources.files("abanet.configs")
+            .joinpath(f"experiments/{name}.yaml")
+            .read_text(encoding="utf-8")
         )
         where = f"abanet/configs/experiments/{name}.yaml"
     try:
@@ -173,11 +190,15 @@ def load_preset(name: str, scale: str = "full") -> Preset:
         runs.append(RunSpec(str(r["label"]), ov, dict(r.get("paper") or {})))
     trials = int(d.get(f"{scale}_trials", d.get("trials", 1)))
     return Preset(
-        name=Path(name).stem, title=str(d.get("title", name)),
+        name=Path(name).stem,
+        title=str(d.get("title", name)),
         row_header=str(d.get("row_header", "Run")),
         columns=list(d.get("columns") or ["iou", "f1", "precision", "recall", "accuracy"]),
-        runs=runs, trials=trials, eval_batch_size=int(d.get("eval_batch_size", 8)),
-        extra_tables=list(d.get("extra_tables") or []), paper_only=list(d.get("paper_only") or []),
+        runs=runs,
+        trials=trials,
+        eval_batch_size=int(d.get("eval_batch_size", 8)),
+        extra_tables=list(d.get("extra_tables") or []),
+        paper_only=list(d.get("paper_only") or []),
     )
 
 
@@ -202,8 +223,15 @@ def _substitute(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_config(
-    preset: Preset, run: RunSpec, data: str, scale: str, trial: int, run_dir: Path,
-    overrides: Sequence[str] | Mapping[str, Any] = (), substitute: bool = True, seed: int = 0,
+    preset: Preset,
+    run: RunSpec,
+    data: str,
+    scale: str,
+    trial: int,
+    run_dir: Path,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    substitute: bool = True,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """The full training config of one trial of one run."""
     from abanet.engine.config import default_config, validate
@@ -247,13 +275,14 @@ def _paper_cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
-def render_table(preset: Preset, rows: Sequence[Mapping[str, Any]], scale: str,
-                 note: str = "") -> str:
+def render_table(
+    preset: Preset, rows: Sequence[Mapping[str, Any]], scale: str, note: str = ""
+) -> str:
     """Markdown: our table, then the paper's numbers for the same rows."""
+
     def table(title: str, columns: Sequence[str]) -> list[str]:
         head = [preset.row_header, *[COLUMN_TITLES.get(c, c) for c in columns]]
-        lines = [f"### {title}", "", "| " + " | ".join(head) + " |",
-                 "|" + "---|" * len(head)]
+        lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
             cells = [_fmt(c, *r["scores"].get(c, (math.nan, math.nan))) for c in columns]
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
@@ -262,19 +291,27 @@ def render_table(preset: Preset, rows: Sequence[Mapping[str, Any]], scale: str,
         if paper_rows or extra:
             lines += ["", "Paper:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for r in paper_rows:
-                lines.append(f"| {r['label']} | "
-                             + " | ".join(_paper_cell(r["paper"].get(c)) for c in columns) + " |")
+                lines.append(
+                    f"| {r['label']} | "
+                    + " | ".join(_paper_cell(r["paper"].get(c)) for c in columns)
+                    + " |"
+                )
             for p in extra:
-                lines.append(f"| {p.get('label', '')} | "
-                             + " | ".join(_paper_cell(p.get(c)) for c in columns) + " |")
+                lines.append(
+                    f"| {p.get('label', '')} | "
+                    + " | ".join(_paper_cell(p.get(c)) for c in columns)
+                    + " |"
+                )
         return lines + [""]
 
     out = [f"## {preset.title}", "", f"Scale: **{scale}**. {note}".strip(), ""]
     out += table(preset.title.split(":")[0] + " (this run)", preset.columns)
     for extra in preset.extra_tables:
         out += table(str(extra.get("title", "")), list(extra.get("columns", [])))
-    out.append("IoU, F1, precision, recall and accuracy in %, per-image means over the test images"
-               " (mean +- sample std over trials when there are several).")
+    out.append(
+        "IoU, F1, precision, recall and accuracy in %, per-image means over the test images"
+        " (mean +- sample std over trials when there are several)."
+    )
     return "\n".join(out) + "\n"
 
 
@@ -300,15 +337,23 @@ def run_experiment(
         raise AbanetError(f"--trials must be >= 1, got {n_trials}")
     if not Path(data).is_dir():
         raise AbanetError(f"{data}: dataset folder not found")
-    out_dir = Path(out) if out is not None else Path("runs") / "experiments" / f"{spec.name}-{scale}"
+    out_dir = (
+        Path(out) if out is not None else Path("runs") / "experiments" / f"{spec.name}-{scale}"
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     # Check every config before the first (long) training starts.
     plans = []
     for run in spec.runs:
         for t in range(n_trials):
             rd = out_dir / slug(run.label) / f"trial{t}"
-            plans.append((run, t, rd, run_config(spec, run, str(data), scale, t, rd, overrides,
-                                                 substitute, seed)))
+            plans.append(
+                (
+                    run,
+                    t,
+                    rd,
+                    run_config(spec, run, str(data), scale, t, rd, overrides, substitute, seed),
+                )
+            )
     trained = skipped = 0
     results: dict[str, list[dict[str, Any]]] = {r.label: [] for r in spec.runs}
     for i, (run, t, rd, cfg) in enumerate(plans, start=1):
@@ -338,8 +383,14 @@ def run_experiment(
                 subset = "val"
         log(f"{tag}: evaluating on the {subset} images")
         summary = evaluate(
-            model, data, rd / "eval", split=split_file if split_file.is_file() else None,
-            subset=subset, batch_size=spec.eval_batch_size, device=device, overwrite=True,
+            model,
+            data,
+            rd / "eval",
+            split=split_file if split_file.is_file() else None,
+            subset=subset,
+            batch_size=spec.eval_batch_size,
+            device=device,
+            overwrite=True,
         ).summary
         summary["label"] = run.label
         summary["trial"] = t
@@ -353,11 +404,19 @@ def run_experiment(
         for k in keys:
             vals = [s["fps"] if k == "fps" else s["metrics"].get(k, math.nan) for s in summaries]
             scores[k] = _mean_std([float(v) for v in vals])
-        rows.append({"label": run.label, "trials": len(summaries), "scores": scores,
-                     "paper": run.paper,
-                     "images": summaries[0]["images"] if summaries else 0})
-    note = (f"Data: `{data}`; {n_trials} trial(s) per row; test images per trial: "
-            f"{rows[0]['images'] if rows else 0}.")
+        rows.append(
+            {
+                "label": run.label,
+                "trials": len(summaries),
+                "scores": scores,
+                "paper": run.paper,
+                "images": summaries[0]["images"] if summaries else 0,
+            }
+        )
+    note = (
+        f"Data: `{data}`; {n_trials} trial(s) per row; test images per trial: "
+        f"{rows[0]['images'] if rows else 0}."
+    )
     text = render_table(spec, rows, scale, note)
     from abanet.data.io import write_bytes_atomic
 
@@ -371,14 +430,24 @@ def run_experiment(
         flat.append(row)
     cols = ["label", "trials"] + sorted({k for r in flat for k in r} - {"label", "trials"})
     lines = [",".join(cols)] + [
-        ",".join("" if (isinstance(r.get(c), float) and math.isnan(r[c])) else str(r.get(c, ""))
-                 for c in cols) for r in flat
+        ",".join(
+            "" if (isinstance(r.get(c), float) and math.isnan(r[c])) else str(r.get(c, ""))
+            for c in cols
+        )
+        for r in flat
     ]
     write_bytes_atomic(out_dir / "results.csv", ("\n".join(lines) + "\n").encode(), overwrite=True)
-    payload = {"preset": spec.name, "scale": scale, "data": str(data), "trials": n_trials,
-               "rows": [{**r, "scores": {k: list(v) for k, v in r["scores"].items()}}
-                        for r in rows]}
-    write_bytes_atomic(out_dir / "results.json",
-                       (json.dumps(_jsonable(payload), indent=2) + "\n").encode(), overwrite=True)
+    payload = {
+        "preset": spec.name,
+        "scale": scale,
+        "data": str(data),
+        "trials": n_trials,
+        "rows": [{**r, "scores": {k: list(v) for k, v in r["scores"].items()}} for r in rows],
+    }
+    write_bytes_atomic(
+        out_dir / "results.json",
+        (json.dumps(_jsonable(payload), indent=2) + "\n").encode(),
+        overwrite=True,
+    )
     log(f"table: {table}")
     return ExperimentResult(out_dir, rows, table, trained, skipped)

