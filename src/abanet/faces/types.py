@@ -18,14 +18,16 @@ class Face:
     ``box`` is ``(x1, y1, x2, y2)`` in image pixels (floats, x2/y2 exclusive, may reach past the
     image border when the detector says so). ``score`` is the detector's own confidence (a
     probability for the neural detectors, a cascade/SVM margin for Haar and dlib-HOG).
-    ``landmarks`` is an ``(K, 2)`` float array of ``(x, y)`` points or ``None``; for the 5-point
-    detectors the order is right eye, left eye, nose, right mouth corner, left mouth corner (the
-    subject's right/left, i.e. image left first).
+    ``source`` names the detector that found it. ``landmarks`` is an ``(K, 2)`` float array of
+    ``(x, y)`` points or ``None``; MTCNN gives 5 points (eyes, nose, mouth corners, image-left
+    first), MediaPipe 6.
     """
 
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray | None = field(default=None, compare=False)
+    #: name of the detector that produced the face (selects the crop rule in the pipeline)
+    source: str | None = None
 
     @property
     def width(self) -> float:
@@ -45,13 +47,15 @@ class Face:
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
         }
+        if self.source:
+            out["source"] = self.source
         if self.landmarks is not None:
             out["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks]
         return out
 
 
 def as_rgb_image(image: Any, what: str = "image") -> np.ndarray:
-    """Check that ``image`` is an ``HxWx3`` uint8 RGB array (``HxW`` gray is expanded) and return it.
+    """Check that ``image`` is an ``HxWx3`` uint8 RGB array (``HxW`` gray is expanded); return it.
 
     Raises :class:`abanet.errors.DataError` with a one-line message naming ``what``.
     """
@@ -80,7 +84,10 @@ class FaceDetector(abc.ABC):
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in ``image_rgb`` (``HxWx3`` uint8 RGB), highest score first."""
         image = as_rgb_image(image_rgb)
-        faces = self._detect(image)
+        faces = [
+            f if f.source else Face(f.box, f.score, f.landmarks, self.name)
+            for f in self._detect(image)
+        ]
         return sorted(faces, key=lambda f: f.score, reverse=True)
 
     __call__ = detect

@@ -116,6 +116,9 @@ class Backend:
         self.model = model.eval()
         self.device = device
         self.config = getattr(model, "config", None)
+        # larger batches are run in chunks of this many images (None: all at once); small
+        # chunks can be faster on CPUs whose caches do not hold a whole batch's activations
+        self.max_batch: int | None = None
         self.selection: AutoSelection | None = None  # set when ``auto`` picked this backend
 
     def _check(self, batch: torch.Tensor) -> None:
@@ -134,13 +137,21 @@ class Backend:
         self._check(batch)
         with torch.inference_mode():
             x = batch.to(self.device, torch.float32)
-            out = torch.sigmoid(self.logits(x).float())
+            step = self.max_batch or x.shape[0]
+            if step >= x.shape[0]:
+                out = torch.sigmoid(self.logits(x).float())
+            else:
+                chunks = [x[i : i + step] for i in range(0, x.shape[0], step)]
+                out = torch.cat([torch.sigmoid(self.logits(c).float()) for c in chunks])
             return out.to(batch.device)
 
     __call__ = run
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device}"
+        return f"{self.name} on {self.device}{self._chunk_note()}"
+
+    def _chunk_note(self) -> str:
+        return f", chunks of {self.max_batch}" if self.max_batch else ""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -180,7 +191,8 @@ class FusedBackend(ChannelsLastBackend):
         self.model.to(memory_format=torch.channels_last)
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device} ({self.fused_count} BatchNorms folded)"
+        folded = f"{self.fused_count} BatchNorms folded"
+        return f"{self.name} on {self.device} ({folded}){self._chunk_note()}"
 
 
 class AutocastBackend(Backend):
@@ -257,7 +269,7 @@ class OnnxRuntimeBackend(Backend):
         providers = ",".join(
             p.replace("ExecutionProvider", "") for p in self.session.get_providers()
         )
-        return f"{self.name} ({providers}) from {self.onnx_path}"
+        return f"{self.name} ({providers}{self._chunk_note()}) from {self.onnx_path}"
 
 
 class CompiledBackend(Backend):
@@ -388,6 +400,7 @@ class CandidateResult:
     max_prob_diff: float | None = None
     faithful: bool = False
     skipped: str | None = None  # why it was not (fully) measured
+    seconds_per_image_chunk1: float | None = None  # same backend, one image per call
 
 
 @dataclass
@@ -398,25 +411,31 @@ class AutoSelection:
     size: int
     batch: int
     device: str
+    max_batch: int | None = None  # the chosen backend runs batches in chunks of this size
     candidates: list[CandidateResult] = field(default_factory=list)
     from_cache: str | None = None  # "memory" / "disk" when reused
     seconds: float = 0.0
+    loadavg: float | None = None  # 1-minute load average while measuring
 
     def summary(self) -> str:
         parts = []
         for c in self.candidates:
-            if c.skipped:
+            if c.skipped and c.seconds_per_image is None:
                 parts.append(f"{c.name}: skipped ({c.skipped})")
-            else:
-                ms = 1000 * (c.seconds_per_image or math.nan)
-                tag = "faithful" if c.faithful else "UNFAITHFUL"
-                agree = 100 * (c.pixel_agreement or 0)
-                parts.append(
-                    f"{c.name}: {ms:.1f} ms/image, {tag} (agree {agree:.2f}%, "
-                    f"max diff {c.max_prob_diff:.2g})"
-                )
+                continue
+            ms = 1000 * (c.seconds_per_image or math.nan)
+            text = f"{c.name}: {ms:.1f} ms/image"
+            if c.seconds_per_image_chunk1 is not None:
+                text += f" ({1000 * c.seconds_per_image_chunk1:.1f} one at a time)"
+            agree = 100 * (c.pixel_agreement or 0)
+            tag = "faithful" if c.faithful else "UNFAITHFUL"
+            text += f", {tag} (agree {agree:.2f}%, max diff {c.max_prob_diff:.2g})"
+            if c.skipped:
+                text += f", dropped ({c.skipped})"
+            parts.append(text)
         cached = f" [cached: {self.from_cache}]" if self.from_cache else ""
-        return f"auto chose {self.chosen}{cached}; " + "; ".join(parts)
+        chunk = f" in chunks of {self.max_batch}" if self.max_batch else ""
+        return f"auto chose {self.chosen}{chunk}{cached}; " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -590,10 +609,12 @@ def select_backend(
         except AbanetError:
             backend = None
         if backend is not None and _still_faithful(backend, model, dev, size, batch, config):
+            backend.max_batch = cached.max_batch
             backend.selection = cached
             return backend, cached
 
     start = time.perf_counter()
+    load = _loadavg()
     mean = getattr(config, "mean", (0.485, 0.456, 0.406))
     std = getattr(config, "std", (0.229, 0.224, 0.225))
     threshold = float(getattr(config, "threshold", 0.5))
@@ -620,7 +641,8 @@ def select_backend(
             res.skipped = str(exc)
             continue
         except Exception as exc:  # noqa: BLE001 - a broken runtime must not break auto
-            res.skipped = f"{type(exc).__name__}: {str(exc).strip().splitlines()[:1]}"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            res.skipped = f"{type(exc).__name__}: {first}"
             continue
         res.pixel_agreement, res.max_prob_diff = compare_outputs(probs, reference, threshold)
         res.faithful = name == "eager" or is_faithful(res.pixel_agreement, res.max_prob_diff)
@@ -630,40 +652,79 @@ def select_backend(
             res.skipped = "not faithful to fp32 eager"
             del backend
 
-    timings: dict[str, float] = {n: math.inf for n in live}
+    # round 1: every faithful backend once; those over 1.5x the best are dropped
+    timings: dict[tuple[str, int | None], float] = {}
+    _time_round(live, [(n, None) for n in live], x, dev, timings)
+    best = min(timings.values())
+    configs = [k for k, t in timings.items() if t <= 1.5 * best]
+    for name, _ in timings:
+        if (name, None) not in configs:
+            results[name].skipped = "over 1.5x slower than the best in round 1"
+    if batch > 1:  # the two best also run one image per call
+        configs += [(n, 1) for n, _ in sorted(configs, key=timings.__getitem__)[:2]]
     for _ in range(max(1, repeats)):
-        for name, backend in live.items():
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t0 = time.perf_counter()
-            backend.run(x)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            timings[name] = min(timings[name], time.perf_counter() - t0)
-    for name, seconds in timings.items():
-        results[name].seconds_per_image = seconds / batch
+        _time_round(live, configs, x, dev, timings)
+    for (name, chunk), seconds in timings.items():
+        if chunk is None:
+            results[name].seconds_per_image = seconds / batch
+        else:
+            results[name].seconds_per_image_chunk1 = seconds / batch
 
-    # fastest faithful; on near-ties (within 3%) prefer the earlier (fp32, simpler) candidate
-    chosen = "eager"
-    for name in live:
-        if timings[name] < timings[chosen] * 0.97:
-            chosen = name
+    # fastest; on near-ties (within 3%) prefer the earlier (fp32, simpler, whole-batch) one
+    chosen = ("eager", None)
+    for cfg in configs:
+        if timings[cfg] < timings[chosen] * 0.97:
+            chosen = cfg
     selection = AutoSelection(
-        chosen=chosen,
+        chosen=chosen[0],
         size=size,
         batch=batch,
         device=str(dev),
+        max_batch=chosen[1],
         candidates=[results[n] for n in names],
         seconds=time.perf_counter() - start,
+        loadavg=load,
     )
-    backend = live[chosen]
+    backend = live[chosen[0]]
+    backend.max_batch = chosen[1]
     backend.selection = selection
     live.clear()
     if use_cache:
         _AUTO_MEMORY[key] = selection
-        if disk_cache:
+        # timings taken on an overloaded machine are not worth keeping across runs
+        busy = dev.type == "cpu" and load is not None and load > available_cores() + 0.5
+        if disk_cache and not busy:
             _write_disk_cache(disk_key, selection.to_dict())
     return backend, selection
+
+
+def _time_round(
+    live: dict[str, Backend],
+    configs: list[tuple[str, int | None]],
+    x: torch.Tensor,
+    dev: torch.device,
+    timings: dict[tuple[str, int | None], float],
+) -> None:
+    """Run each (backend, chunk size) once on ``x``; keep the best time per configuration."""
+    for name, chunk in configs:
+        backend = live[name]
+        backend.max_batch = chunk
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        backend.run(x)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t0
+        timings[(name, chunk)] = min(timings.get((name, chunk), math.inf), seconds)
+        backend.max_batch = None
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover
+        return None
 
 
 def _cached_selection(

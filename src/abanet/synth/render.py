@@ -242,7 +242,7 @@ def _crop_box(lm: np.ndarray, rng: np.random.Generator, loose: bool) -> np.ndarr
     cx = 0.5 * (xs.max() + xs.min()) + rng.uniform(-0.04, 0.04) * jaw_w
     brow, chin = lm[17:27, 1].min(), lm[8, 1]
     fh = chin - brow
-    top = brow - rng.uniform(-0.12, 0.22) * fh
+    top = brow - rng.uniform(-0.06, 0.3) * fh
     bottom = chin + rng.uniform(-0.06, 0.12) * fh
     h = bottom - top
     w = max(h * rng.uniform(0.88, 1.12), jaw_w * rng.uniform(0.9, 1.05))
@@ -431,7 +431,7 @@ def synthesize(
 
     # 1. template -> face homography from jittered anchors
     params = AnchorParams(
-        bridge=rng.uniform(0.3, 0.6),
+        bridge=rng.uniform(0.35, 0.7),
         top=rng.uniform(0.12, 0.28),
         bottom=rng.uniform(0.6, 0.78),
         chin_drop=rng.uniform(-0.02, 0.06),
