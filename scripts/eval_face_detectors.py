@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         or (name != "mediapipe" and _REGISTRY[name].available())
     ]
     rows = []
-    header = "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image | ms / image (mean) | ms / image (median) | CPU ms / image |"
+    header = (
+        "| detector | threshold | recall (faces >= 16 px) | recall (>= 48 px) | FP / image "
+        "| ms / image (mean) | ms / image (median) | CPU ms / image |"
+    )
     print(f"{len(images)} images, labels {args.labels.name}\n")
     print(header)
     print("|" + "---|" * 8)
@@ -221,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
             s = score(labels, dets, thr, args.big)
             shown = default_thr if thr is None else thr
             mark = "" if thr is None or thr == default_thr else " (sweep)"
+            shown_text = "default" if shown != shown else f"{shown:g}"  # NaN: no single threshold
             print(
-                f"| {config} | {shown:g}{mark} | {s['recall']:.3f} | {s['recall_big']:.3f} | "
+                f"| {config} | {shown_text}{mark} | {s['recall']:.3f} | {s['recall_big']:.3f} | "
                 f"{s['fp_per_image']:.3f} | {ms_mean:.1f} | {ms_median:.1f} | {cpu_ms:.1f} |",
                 flush=True,
             )
@@ -238,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     if rows:
         print(
-            f"\nfaces counted: {rows[0]['faces']} (of which >= {args.big:g} px: {rows[0]['big_faces']})"
+            f"\nfaces counted: {rows[0]['faces']} "
+            f"(of which >= {args.big:g} px: {rows[0]['big_faces']})"
         )
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")

@@ -4,8 +4,10 @@ The face is NASA's public-domain portrait of astronaut Eileen Collins (``astrona
 scikit-image's data folder); the masks are MaskTheFace's MIT-licensed templates placed by
 ``abanet.synth``. Neither needs a licence beyond attribution, so the results may ship.
 
-    pip download --no-deps scikit-image -d /tmp/sk && unzip -o /tmp/sk/*.whl 'skimage/data/astronaut.png' -d /tmp/sk
-    python scripts/make_samples.py /tmp/sk/skimage/data/astronaut.png ../shared/data/mask-templates src/abanet/assets/samples
+    pip download --no-deps scikit-image -d /tmp/sk
+    unzip -o /tmp/sk/*.whl 'skimage/data/astronaut.png' -d /tmp/sk
+    python scripts/make_samples.py /tmp/sk/skimage/data/astronaut.png \
+        ../shared/data/mask-templates src/abanet/assets/samples
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from abanet.data.io import read_image, write_image_atomic
 from abanet.synth import DlibLandmarker, SynthOptions, item_rng, load_templates, synthesize
 
 # (file name, template family, seed): a black cloth mask, a surgical mask, an N95
-CHOICES = [("sample_cloth", "cloth", 3), ("sample_surgical", "surgical_blue", 5), ("sample_n95", "KN95", 7)]
+CHOICES = [
+    ("sample_cloth", "cloth", 3),
+    ("sample_surgical", "surgical_blue", 5),
+    ("sample_n95", "KN95", 7),
+]
 
 
 def main(face_path: str, templates_dir: str, out_dir: str) -> None:
@@ -36,11 +42,17 @@ def main(face_path: str, templates_dir: str, out_dir: str) -> None:
         if not pool:
             raise SystemExit(f"no front template of family {family!r} (have {families})")
         rng = item_rng(seed, 0)
-        image, _mask = synthesize(face, landmarks, pool[0], rng, textures=tset.textures,
-                                  options=SynthOptions(size=320, p_hand=0.0, p_hair=0.0,
-                                                       p_loose=0.0, p_lowres=0.0))
-        write_image_atomic(out / f"{name}.jpg", np.ascontiguousarray(image), overwrite=True,
-                           quality=92)
+        image, _mask = synthesize(
+            face,
+            landmarks,
+            pool[0],
+            rng,
+            textures=tset.textures,
+            options=SynthOptions(size=320, p_hand=0.0, p_hair=0.0, p_loose=0.0, p_lowres=0.0),
+        )
+        write_image_atomic(
+            out / f"{name}.jpg", np.ascontiguousarray(image), overwrite=True, quality=92
+        )
         print(out / f"{name}.jpg")
 
 

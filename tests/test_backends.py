@@ -72,7 +72,7 @@ def batch() -> torch.Tensor:
 
 
 _REAL_AVAILABLE_CORES = B.available_cores
-FP32 = ["eager", "eager_fused", "channels_last", "onnxruntime"]
+FP32 = ["eager", "eager_fused", "channels_last", "winograd", "onnxruntime"]
 
 
 @pytest.mark.parametrize("name", [*FP32, "bf16"])
@@ -112,6 +112,31 @@ def test_onnxruntime_backend_caches_the_export(tiny, batch, tmp_path):
     changed = copy.deepcopy(tiny)
     changed.head.bias.data += 1.0
     assert B.cached_onnx_path(changed) != first.onnx_path  # other weights, other file
+
+
+def test_nnpack_conv_matches_conv():
+    if not torch.backends.nnpack.is_available():
+        pytest.skip("no NNPACK in this build")
+    conv = nn.Conv2d(5, 7, 3, padding=1).eval()
+    x = torch.randn(2, 5, 20, 24)
+    assert B.nnpack_eligible(conv)
+    assert not B.nnpack_eligible(nn.Conv2d(5, 7, 3, stride=2))
+    assert not B.nnpack_eligible(nn.Conv2d(5, 5, 3, groups=5))
+    assert not B.nnpack_eligible(nn.Conv2d(5, 7, 3, dilation=2))
+    assert torch.allclose(B.NnpackConv2d(conv)(x), conv(x), atol=1e-4)
+
+
+def test_winograd_swaps_the_faster_layers(tiny, batch, monkeypatch):
+    if not torch.backends.nnpack.is_available():
+        pytest.skip("no NNPACK in this build")
+    monkeypatch.setattr(B, "_nnpack_is_faster", lambda conv, shape: True)
+    backend = B.create_backend(tiny, "winograd", size=64, batch=2)
+    assert (backend.swapped, backend.eligible) == (2, 2)  # the basic block's two 3x3 convs
+    assert "2 of 2 3x3 convs on NNPACK" in backend.describe()
+    assert isinstance(backend.model.block.conv1, B.NnpackConv2d)
+    assert torch.allclose(backend.run(batch), torch.sigmoid(tiny(batch)), atol=1e-5)
+    monkeypatch.setattr(B, "_nnpack_is_faster", lambda conv, shape: False)
+    assert B.create_backend(tiny, "winograd", size=64).swapped == 0
 
 
 @pytest.mark.slow
@@ -323,5 +348,6 @@ def test_auto_default_candidates_on_cpu(tiny, monkeypatch):
     assert names == list(B.AUTO_CANDIDATES["cpu"])
     by_name = {c.name: c for c in selection.candidates}
     assert by_name["bf16"].skipped == "probe says slow"
-    assert all(by_name[n].faithful for n in ("eager", "channels_last", "onnxruntime"))
-    assert selection.chosen in ("eager", "channels_last", "eager_fused", "onnxruntime")
+    fp32 = ("eager", "channels_last", "eager_fused", "winograd", "onnxruntime")
+    assert all(by_name[n].faithful for n in fp32)
+    assert selection.chosen in fp32

@@ -73,8 +73,9 @@ class ModelContract:
         assert torch.equal(model.predict(x), alone.predict(x))
 
 
-@pytest.mark.parametrize("name", ["unet", "unetplusplus", "manet", "linknet", "deeplabv3plus",
-                                  "pan", "fpn", "pspnet"])
+@pytest.mark.parametrize(
+    "name", ["unet", "unetplusplus", "manet", "linknet", "deeplabv3plus", "pan", "fpn", "pspnet"]
+)
 def test_smp_baseline_contract(name: str) -> None:
     size = 128  # PAN's pyramid needs more than 64 pixels
     model = build(name)

@@ -46,8 +46,18 @@ def test_files_folders_and_globs(tmp_path, model_dir) -> None:
 def test_extra_outputs(tmp_path, model_dir) -> None:
     image = write_rgb(tmp_path / "x.jpg", (40, 32))
     out = tmp_path / "out"
-    res = run(str(image), "-o", str(out), "--model", model_dir, "--whole-image", "--soft",
-              "--overlay", "--cutout", "--json")
+    res = run(
+        str(image),
+        "-o",
+        str(out),
+        "--model",
+        model_dir,
+        "--whole-image",
+        "--soft",
+        "--overlay",
+        "--cutout",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     assert Image.open(out / "x_overlay.jpg").size == (40, 32)
     cut = Image.open(out / "x_cutout.png")

@@ -30,10 +30,16 @@ def main() -> None:
         rest = [by_name[n] for n in fold["train"]]
         inner = split_by_ratios(rest, (1 - args.val_ratio, args.val_ratio), seed=args.seed)
         split = {"train": inner["train"], "val": inner["val"], "test": list(fold["val"])}
-        path = save_split(split, out / f"fold{i}.json", overwrite=True,
-                          meta={"fold": i, "k": args.k, "seed": args.seed, "data": args.data})
-        print(f"{path}: train {len(split['train'])}, val {len(split['val'])}, "
-              f"test {len(split['test'])}")
+        path = save_split(
+            split,
+            out / f"fold{i}.json",
+            overwrite=True,
+            meta={"fold": i, "k": args.k, "seed": args.seed, "data": args.data},
+        )
+        print(
+            f"{path}: train {len(split['train'])}, val {len(split['val'])}, "
+            f"test {len(split['test'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,27 @@ def experiment(
 
     try:
         if list_only:
+            from abanet.engine.experiments import run_config, slug
+
             spec = load_preset(preset, scale)
-            typer.echo(f"{spec.title} ({scale}, {spec.trials} trial(s) per row)")
+            typer.echo(f"{spec.title} ({scale}, {trials or spec.trials} trial(s) per row)")
             for r in spec.runs:
-                typer.echo(f"  {r.label}: {r.overrides}")
+                c = run_config(
+                    spec,
+                    r,
+                    str(data),
+                    scale,
+                    0,
+                    Path(out or ".") / slug(r.label),
+                    overrides,
+                    substitute,
+                    seed,
+                )
+                m, lo, o = c["model"], c["loss"], c["optim"]
+                typer.echo(
+                    f"  {r.label}: {m['name']} {m['kwargs'] or ''} input {c['input_size']}, "
+                    f"loss {lo['spec']} (alpha {lo['focal_alpha']}), {o['name']} lr {o['lr']}"
+                )
             return
         res = run_experiment(
             preset,

@@ -30,7 +30,11 @@ def models(
         table.add_column(col)
     for r in rows:
         table.add_row(
-            r["name"], f"{r['params_m']:.2f}", f"{r['gflops']:.2f}", r["encoder"],
-            r["weights"], r["description"],
+            r["name"],
+            f"{r['params_m']:.2f}",
+            f"{r['gflops']:.2f}",
+            r["encoder"],
+            r["weights"],
+            r["description"],
         )
     Console(width=160).print(table)

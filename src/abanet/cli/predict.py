@@ -37,7 +37,7 @@ def predict(
     from abanet.inference.predict import predict_files
     from abanet.inference.segmenter import Segmenter, default_samples_dir
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     paths = list(inputs or [])
     if samples:
         paths.append(str(default_samples_dir()))
@@ -45,8 +45,12 @@ def predict(
         raise typer.BadParameter("give at least one image, folder or glob (or --samples)")
     try:
         segmenter = Segmenter(
-            model, device=device, backend=backend, threshold=threshold,
-            detector=None if whole_image else detector, batch_size=batch_size,
+            model,
+            device=device,
+            backend=backend,
+            threshold=threshold,
+            detector=None if whole_image else detector,
+            batch_size=batch_size,
         )
     except AbanetError as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -58,8 +62,16 @@ def predict(
         return track(it, total=total, description="segmenting", console=console)
 
     summary = predict_files(
-        segmenter, paths, out, soft=soft, overlay_out=overlay, cutout_out=cutout,
-        json_out=json_out, whole_image=whole_image, overwrite=overwrite, progress=progress,
+        segmenter,
+        paths,
+        out,
+        soft=soft,
+        overlay_out=overlay,
+        cutout_out=cutout,
+        json_out=json_out,
+        whole_image=whole_image,
+        overwrite=overwrite,
+        progress=progress,
         report=lambda msg: console.print(f"[yellow]{msg}[/yellow]", highlight=False),
     )
     console.print(

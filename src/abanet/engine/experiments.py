@@ -250,6 +250,13 @@ def run_config(
     return cfg
 
 
+def _describe_model(cfg: Mapping[str, Any]) -> str:
+    """``abanet_lite, 64 px`` / ``unet (resnet18), 64 px``: what a row actually trained."""
+    m = cfg["model"]
+    enc = m["kwargs"].get("encoder_name")
+    return f"{m['name']}{f' ({enc})' if enc else ''}, {cfg['input_size']} px"
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
@@ -282,9 +289,12 @@ def render_table(
 
     def table(title: str, columns: Sequence[str]) -> list[str]:
         head = [preset.row_header, *[COLUMN_TITLES.get(c, c) for c in columns]]
-        lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        ours = head + (["trained model"] if scale == "smoke" else [])
+        lines = [f"### {title}", "", "| " + " | ".join(ours) + " |", "|" + "---|" * len(ours)]
         for r in rows:
             cells = [_fmt(c, *r["scores"].get(c, (math.nan, math.nan))) for c in columns]
+            if scale == "smoke":
+                cells.append(r.get("trained", ""))
             lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
         paper_rows = [r for r in rows if any(c in r["paper"] for c in columns)]
         extra = [p for p in preset.paper_only if any(c in p for c in columns)]
@@ -355,6 +365,7 @@ def run_experiment(
                 )
             )
     trained = skipped = 0
+    trained_as = {run.label: _describe_model(cfg) for run, t, rd, cfg in plans}
     results: dict[str, list[dict[str, Any]]] = {r.label: [] for r in spec.runs}
     for i, (run, t, rd, cfg) in enumerate(plans, start=1):
         summary_path = rd / "eval" / "summary.json"
@@ -411,6 +422,7 @@ def run_experiment(
                 "scores": scores,
                 "paper": run.paper,
                 "images": summaries[0]["images"] if summaries else 0,
+                "trained": trained_as[run.label],
             }
         )
     note = (

@@ -213,10 +213,12 @@ def _check_probs(probs: Sequence[np.ndarray], crops: list[np.ndarray]) -> list[n
             raise DataError(
                 f"segment_crops map {i} has shape {p.shape}, expected the crop's {c.shape[:2]}"
             )
-        if p.size and (not np.isfinite(p).all() or p.min() < 0.0 or p.max() > 1.0):
+        if p.size and not np.isfinite(p).all():
+            raise DataError(f"segment_crops map {i} is not a probability map: it has NaN/inf")
+        if p.size and (p.min() < 0.0 or p.max() > 1.0):
             raise DataError(
                 f"segment_crops map {i} is not a probability map in [0, 1] "
-                f"(min {np.nanmin(p):.3g}, max {np.nanmax(p):.3g}): apply a sigmoid to logits"
+                f"(min {p.min():.3g}, max {p.max():.3g}): apply a sigmoid to logits"
             )
         out.append(p)
     return out
@@ -233,6 +235,14 @@ def is_face_crop(
     )
     covered = max(0, x2 - x1) * max(0, y2 - y1)
     return covered >= WHOLE_IMAGE_COVER * width * height
+
+
+def _crop_inside(face: Face, detector: FaceDetector | None, width: int, height: int) -> bool:
+    try:
+        x1, y1, x2, y2 = clip_box(crop_rule_for(face, detector).crop_box(face.box), width, height)
+    except DataError:
+        return False
+    return x2 > x1 and y2 > y1
 
 
 def segment_photo(
@@ -258,6 +268,7 @@ def segment_photo(
         raise DataError(f"threshold {threshold} is outside [0, 1]")
     h, w = image.shape[:2]
     faces = [] if whole_image or detector is None else detector.detect(image)
+    faces = [f for f in faces if _crop_inside(f, detector, w, h)]  # drop empty/outside boxes
 
     if whole_image or detector is None or not faces or is_face_crop(faces, w, h, detector):
         (prob,) = _check_probs(segment_crops([image]), [image])

@@ -77,8 +77,9 @@ class Segmenter:
         cfg = self.model.config
         self.size = int(cfg.input_size)
         if self.size % cfg.size_divisor:
-            raise ModelError(f"{cfg.name}: input_size {self.size} is not a multiple of "
-                             f"{cfg.size_divisor}")
+            raise ModelError(
+                f"{cfg.name}: input_size {self.size} is not a multiple of {cfg.size_divisor}"
+            )
         self.threshold = float(cfg.threshold if threshold is None else threshold)
         self.batch_size = max(1, int(batch_size))
         self._mean = np.asarray(cfg.mean, np.float32) * 255.0
@@ -134,7 +135,10 @@ class Segmenter:
         rgb = to_rgb_array(image)
         detector = None if whole_image else self.detector
         return segment_photo(
-            rgb, detector, self.segment_crops, threshold=self.threshold,
+            rgb,
+            detector,
+            self.segment_crops,
+            threshold=self.threshold,
             whole_image=whole_image or detector is None,
         )
 

@@ -47,7 +47,7 @@ def _ensure_loaded() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, sorted; optionally only one family (``abanet``, ``lite``, ``smp``)."""
+    """Registered model names, sorted; optionally one family (``abanet``, ``lite``, ``smp``)."""
     _ensure_loaded()
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
 

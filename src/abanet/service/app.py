@@ -29,8 +29,9 @@ def create_app(segmenter: Any) -> FastAPI:
     from abanet.data.io import read_image_bytes
     from abanet.inference.segmenter import encode_mask
 
-    app = FastAPI(title="abanet", version=__version__,
-                  description="Face-mask region segmentation (ABANet).")
+    app = FastAPI(
+        title="abanet", version=__version__, description="Face-mask region segmentation (ABANet)."
+    )
     lock = threading.Lock()
 
     async def _decode(file: UploadFile) -> np.ndarray:
@@ -64,8 +65,11 @@ def create_app(segmenter: Any) -> FastAPI:
         result = _segment(image, whole_image)
         buf = io.BytesIO()
         Image.fromarray(encode_mask(result, soft), mode="L").save(buf, format="PNG")
-        return Response(buf.getvalue(), media_type="image/png",
-                        headers={"X-Abanet-Faces": str(len(result.faces))})
+        return Response(
+            buf.getvalue(),
+            media_type="image/png",
+            headers={"X-Abanet-Faces": str(len(result.faces))},
+        )
 
     @app.post("/predict/json")
     async def predict_json(

@@ -218,6 +218,9 @@ def _render(spec: dict[str, Any]) -> dict[str, Any]:
             if reason in ("landmarks rejected", "bad face array"):
                 break  # the same for every attempt
             continue
+        except cv2.error:  # a degenerate warp OpenCV refuses: count it, keep the run going
+            reason = "opencv error"
+            continue
         quality = int(rng.integers(35, 96))
         ok1, jpg = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
         ok2, png = cv2.imencode(".png", mask)

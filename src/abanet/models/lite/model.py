@@ -99,9 +99,8 @@ class AbanetLite(SegmentationModel):
                 self.gates[str(stage)] = AttentionGate(skip, prev)
             self.decoder[str(stage)] = ConvBNReLU(skip + prev, out)
             prev = out
-        self.side = nn.ModuleDict(
-            {str(s): nn.Conv2d(c, 1, 1) for s, c in zip(range(4, 0, -1), decoder_channels)}
-        )
+        stages = zip(range(4, 0, -1), decoder_channels, strict=True)
+        self.side = nn.ModuleDict({str(s): nn.Conv2d(c, 1, 1) for s, c in stages})
         self.refiner = (
             nn.Sequential(
                 ConvBNReLU(4, refine_channels),

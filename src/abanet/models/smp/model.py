@@ -1,5 +1,5 @@
-"""segmentation-models-pytorch baselines (Unet, Unet++, MAnet, Linknet, DeepLabV3+, PAN, FPN, PSPNet)
-wrapped in abanet's contract: logits out, a list in training mode, size checks, configs."""
+"""segmentation-models-pytorch baselines (Unet, Unet++, MAnet, Linknet, DeepLabV3+, PAN, FPN,
+PSPNet) wrapped in abanet's contract: logits out, a list in training mode, size checks, configs."""
 
 from __future__ import annotations
 

@@ -1,0 +1,267 @@
+"""Full-photo pipeline: crop rule, crop extraction, paste-back, union, polygons, whole image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from abanet.errors import DataError
+from abanet.faces import (
+    CROP_RULES,
+    CropRule,
+    Face,
+    FaceDetector,
+    PhotoResult,
+    extract_crop,
+    mask_polygons,
+    segment_photo,
+)
+from abanet.faces.pipeline import WHOLE_IMAGE_COVER, crop_rule_for, is_face_crop
+
+
+class FakeDetector(FaceDetector):
+    """Returns fixed faces; counts calls."""
+
+    name = "fake"
+
+    def __init__(self, faces: list[Face]) -> None:
+        self.faces = faces
+        self.calls = 0
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+        self.calls += 1
+        return list(self.faces)
+
+
+class NeverDetector(FaceDetector):
+    name = "never"
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+        raise AssertionError("the detector must not be called")
+
+
+class BlockSegmenter:
+    """Prob map per crop: ``high`` in rows 10:30, cols 5:35 (crop coords), ``low`` elsewhere."""
+
+    def __init__(self, high: float = 0.9, low: float = 0.2) -> None:
+        self.high, self.low = high, low
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        self.seen.extend(crops)
+        out = []
+        for c in crops:
+            p = np.full(c.shape[:2], self.low, np.float32)
+            p[10:30, 5:35] = self.high
+            out.append(p)
+        return out
+
+
+def photo(h: int = 100, w: int = 200) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+# -- crop rule --------------------------------------------------------------------------------
+
+
+def test_crop_rule_by_hand() -> None:
+    # box w=40, h=80 -> side round(1.2*80)=96, centre (30, 60 + 0.1*80) = (30, 68)
+    assert CropRule(dx=0.0, dy=0.1, scale=1.2).crop_box((10, 20, 50, 100)) == (-18, 20, 78, 116)
+    # dx shifts by a fraction of the width: centre x = 30 + 0.25*40 = 40
+    assert CropRule(dx=0.25, dy=0.0, scale=1.0).crop_box((10, 20, 50, 100)) == (0, 20, 80, 100)
+    # identity on a square box
+    assert CropRule().crop_box((20, 20, 60, 60)) == (20, 20, 60, 60)
+
+
+def test_measured_crop_rules_are_tight_squares() -> None:
+    ssd = CROP_RULES["ssd"].crop_box((100, 100, 190, 220))  # w=90, h=120: side 0.84*120
+    assert ssd[2] - ssd[0] == ssd[3] - ssd[1] == round(0.84 * 120)
+    assert (ssd[0] + ssd[2]) / 2 == pytest.approx(145, abs=0.5)
+    assert (ssd[1] + ssd[3]) / 2 == pytest.approx(160, abs=0.5)
+
+
+def test_crop_rule_picked_by_face_source_then_detector() -> None:
+    ssd_face = Face((0, 0, 10, 10), 1.0, source="ssd")
+    assert crop_rule_for(ssd_face) is CROP_RULES["ssd"]
+    plain = Face((0, 0, 10, 10), 1.0)
+    det = FakeDetector([])
+    det.name = "mtcnn"
+    assert crop_rule_for(plain, det) is CROP_RULES["mtcnn"]
+    assert crop_rule_for(plain) == CropRule()
+
+
+@pytest.mark.parametrize("box", [(10, 10, 10, 20), (5, 5, 4, 9), (0, 0, float("nan"), 5)])
+def test_crop_rule_rejects_empty_boxes(box: tuple[float, ...]) -> None:
+    with pytest.raises(DataError, match="x2 > x1"):
+        CropRule().crop_box(box)
+
+
+def test_extract_crop_replicates_border() -> None:
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    crop = extract_crop(img, (-2, -1, 3, 4))  # 5x5 square, 2 columns left and 1 row above
+    assert crop.shape == (5, 5, 3)
+    np.testing.assert_array_equal(crop[1:, 2:], img[0:4, 0:3])
+    np.testing.assert_array_equal(crop[0], crop[1])  # replicated top row
+    np.testing.assert_array_equal(crop[:, 0], crop[:, 2])  # replicated left column
+    with pytest.raises(DataError, match="outside"):
+        extract_crop(img, (10, 10, 20, 20))
+
+
+def test_mask_polygons_rectangle_and_offset() -> None:
+    m = np.zeros((20, 30), np.uint8)
+    m[5:10, 3:13] = 1
+    (poly,) = mask_polygons(m, epsilon=1.0, offset=(100, 50))
+    assert sorted(map(tuple, poly)) == [(103, 55), (103, 59), (112, 55), (112, 59)]
+    assert mask_polygons(np.zeros((4, 4), np.uint8)) == []
+    m[15:18, 20:25] = 1  # a second, smaller blob comes second
+    polys = mask_polygons(m)
+    assert len(polys) == 2 and len(polys[0]) == 4
+
+
+# -- paste-back and union -----------------------------------------------------------------------
+
+
+def test_two_faces_paste_back_union_areas_polygons() -> None:
+    img = photo()  # 100 x 200
+    faces = [Face((20, 20, 60, 60), 0.9), Face((170, 70, 210, 110), 0.8)]  # 2nd crosses borders
+    seg = BlockSegmenter()
+    res = segment_photo(img, FakeDetector(faces), seg, threshold=0.5)
+
+    assert isinstance(res, PhotoResult) and not res.whole_image
+    assert res.prob.shape == (100, 200) and res.prob.dtype == np.float32
+    assert res.mask.shape == (100, 200) and res.mask.dtype == np.uint8
+    a, b = res.faces
+    assert a.crop_box == (20, 20, 60, 60) and b.crop_box == (170, 70, 210, 110)
+    # crops handed to the segmenter: square, the 2nd padded past the image
+    assert [c.shape for c in seg.seen] == [(40, 40, 3), (40, 40, 3)]
+    np.testing.assert_array_equal(seg.seen[0], img[20:60, 20:60])
+    np.testing.assert_array_equal(seg.seen[1][:30, :30], img[70:100, 170:200])
+
+    # face A: block rows 30:50, cols 25:55 ; face B: rows 80:100, cols 175:200 (clipped)
+    expected = np.zeros((100, 200), np.uint8)
+    expected[30:50, 25:55] = 1
+    expected[80:100, 175:200] = 1
+    np.testing.assert_array_equal(res.mask, expected)
+    assert res.prob[40, 40] == pytest.approx(0.9) and res.prob[21, 21] == pytest.approx(0.2)
+    assert res.prob[0, 100] == 0.0  # outside every crop
+    assert a.mask_area == 600 and b.mask_area == 500 and res.mask_area == 1100
+    assert sorted(map(tuple, a.polygons[0])) == [(25, 30), (25, 49), (54, 30), (54, 49)]
+    assert sorted(map(tuple, b.polygons[0])) == [(175, 80), (175, 99), (199, 80), (199, 99)]
+    assert a.box == (20, 20, 60, 60) and a.score == pytest.approx(0.9)
+
+
+def test_overlapping_crops_take_the_maximum() -> None:
+    img = photo()
+    faces = [Face((20, 20, 60, 60), 0.9), Face((30, 20, 70, 60), 0.8)]
+
+    def seg(crops: list[np.ndarray]) -> list[np.ndarray]:
+        return [np.full((40, 40), 0.7, np.float32), np.full((40, 40), 0.4, np.float32)]
+
+    res = segment_photo(img, FakeDetector(faces), seg, threshold=0.5)
+    assert res.prob[30, 25] == pytest.approx(0.7)  # only face A
+    assert res.prob[30, 45] == pytest.approx(0.7)  # overlap: max(0.7, 0.4)
+    assert res.prob[30, 65] == pytest.approx(0.4)  # only face B
+    assert res.mask[20:60, 20:60].all() and not res.mask[20:60, 60:70].any()
+    assert res.faces[0].mask_area == 1600 and res.faces[1].mask_area == 0
+    assert res.faces[1].polygons == []
+
+
+def test_threshold_is_inclusive() -> None:
+    img = photo()
+    faces = [Face((20, 20, 60, 60), 0.9), Face((120, 20, 160, 60), 0.9)]
+    res = segment_photo(
+        img, FakeDetector(faces), lambda cs: [np.full((40, 40), 0.5, np.float32)] * 2, 0.5
+    )
+    assert res.mask_area == 2 * 1600
+
+
+# -- whole-image rule ------------------------------------------------------------------------------
+
+
+def test_no_face_segments_whole_image() -> None:
+    img = photo()
+    seg = BlockSegmenter()
+    res = segment_photo(img, FakeDetector([]), seg)
+    assert res.whole_image and res.faces == []
+    assert len(seg.seen) == 1 and seg.seen[0].shape == (100, 200, 3)
+    assert res.mask_area == 20 * 30
+
+
+def test_single_big_face_segments_whole_image() -> None:
+    img = photo(100, 100)
+    face = Face((10, 5, 90, 95), 0.99)  # default rule: side 90 -> clipped crop covers 81 %
+    assert is_face_crop([face], 100, 100)
+    seg = BlockSegmenter()
+    res = segment_photo(img, FakeDetector([face]), seg)
+    assert res.whole_image and len(seg.seen) == 1 and seg.seen[0].shape == (100, 100, 3)
+    (fr,) = res.faces
+    assert fr.crop_box == (0, 0, 100, 100) and fr.mask_area == 600 and fr.score == 0.99
+
+
+def test_whole_image_cover_threshold() -> None:
+    side = int(np.ceil(np.sqrt(WHOLE_IMAGE_COVER) * 100))  # smallest crop covering >= 60 %
+    assert is_face_crop([Face((0, 0, side, side), 1.0)], 100, 100)
+    assert not is_face_crop([Face((0, 0, side - 2, side - 2), 1.0)], 100, 100)
+    # two faces are a photo, never a crop
+    assert not is_face_crop([Face((0, 0, 90, 90), 1.0), Face((5, 5, 95, 95), 1.0)], 100, 100)
+
+
+def test_whole_image_flag_and_no_detector_skip_detection() -> None:
+    img = photo()
+    for res in (
+        segment_photo(img, NeverDetector(), BlockSegmenter(), whole_image=True),
+        segment_photo(img, None, BlockSegmenter()),
+    ):
+        assert res.whole_image and res.faces == [] and res.mask_area == 600
+
+
+# -- result format and bad segmenter output ----------------------------------------------
+
+
+def test_to_json_round_trip() -> None:
+    img = photo()
+    faces = [Face((20, 20, 60, 60), 0.9, np.array([[30, 35], [50, 35]], np.float32), "ssd")]
+    res = segment_photo(img, FakeDetector(faces), BlockSegmenter())
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["width"] == 200 and data["height"] == 100 and data["whole_image"] is False
+    assert data["mask_area"] == res.mask_area and data["threshold"] == 0.5
+    (f,) = data["faces"]
+    assert f["crop_box"] == list(res.faces[0].crop_box) and f["detector"] == "ssd"
+    assert f["landmarks"] == [[30.0, 35.0], [50.0, 35.0]]
+    assert f["mask_area"] == res.faces[0].mask_area and f["polygons"] == res.faces[0].polygons
+    assert data["polygons"] == res.polygons()
+
+
+@pytest.mark.parametrize(
+    ("segmenter", "message"),
+    [
+        (lambda cs: [], "returned 0 maps for 1 crops"),
+        (lambda cs: [np.zeros((10, 10), np.float32) for _ in cs], "expected the crop's"),
+        (lambda cs: [np.full(c.shape[:2], 3.0, np.float32) for c in cs], "apply a sigmoid"),
+        (lambda cs: [np.full(c.shape[:2], np.nan, np.float32) for c in cs], "probability map"),
+    ],
+)
+def test_bad_segmenter_output_is_a_clear_error(segmenter, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        segment_photo(photo(), FakeDetector([Face((20, 20, 60, 60), 1.0)]), segmenter)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(DataError, match="uint8"):
+        segment_photo(np.zeros((10, 10, 3), np.float32), None, BlockSegmenter())
+    with pytest.raises(DataError, match="HxWx3"):
+        segment_photo(np.zeros((10, 10, 4), np.uint8), None, BlockSegmenter())
+    with pytest.raises(DataError, match="threshold"):
+        segment_photo(photo(), None, BlockSegmenter(), threshold=1.5)
+    # a channel-last single-channel map is accepted
+    res = segment_photo(photo(), None, lambda cs: [np.ones((*cs[0].shape[:2], 1), np.float32)])
+    assert res.mask_area == 100 * 200
+
+
+def test_degenerate_and_outside_boxes_are_dropped() -> None:
+    faces = [Face((20, 20, 60, 60), 0.9), Face((30, 30, 30, 50), 0.8), Face((500, 5, 540, 45), 0.7)]
+    res = segment_photo(photo(), FakeDetector(faces), BlockSegmenter())
+    assert [f.box for f in res.faces] == [(20, 20, 60, 60)] and not res.whole_image
