@@ -54,6 +54,22 @@ def main(face_path: str, templates_dir: str, out_dir: str) -> None:
             out / f"{name}.jpg", np.ascontiguousarray(image), overwrite=True, quality=92
         )
         print(out / f"{name}.jpg")
+    # a stand-in for a full photo: two loosely framed heads on a drawn background
+    heads = []
+    for i, family in enumerate(("cloth", "KN95")):
+        pool = [t for t in tset.templates if t.family == family and t.view == "front"]
+        image, _ = synthesize(face, landmarks, pool[0], item_rng(11 + i, 0),
+                              textures=tset.textures,
+                              options=SynthOptions(size=300, p_hand=0.0, p_hair=0.0,
+                                                   p_loose=1.0, p_lowres=0.0, max_rotation=0.0))
+        heads.append(image)
+    h, w = 540, 960
+    yy, xx = np.mgrid[0:h, 0:w]
+    canvas = np.dstack([160 - 50 * xx / w, 140 + 40 * yy / h, 120 + 60 * xx / w]).astype(np.uint8)
+    for head, (x, y) in zip(heads, [(120, 130), (560, 100)], strict=True):
+        canvas[y : y + head.shape[0], x : x + head.shape[1]] = head
+    write_image_atomic(out / "sample_two_faces.jpg", canvas, overwrite=True, quality=90)
+    print(out / "sample_two_faces.jpg")
 
 
 if __name__ == "__main__":

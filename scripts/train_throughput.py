@@ -1,7 +1,8 @@
 """Training throughput (images/s) of abanet models: a naive eager loop next to abanet's settings.
 
     python scripts/train_throughput.py [--models abanet_r34 abanet_lite] [--size 256] [--batch 8]
-                                       [--steps 3] [--warmup 1] [--threads N] [--json FILE]
+        [--steps 3] [--naive-steps N] [--warmup 1] [--threads N] [--settings naive fp32-cl ...]
+        [--model-batch abanet_r34=4] [--model-settings abanet_r34=naive,fp32-cl] [--json FILE]
 
 For each model it times whole optimisation steps (forward with every deep-supervision output,
 the paper's focal+SSIM+IoU loss, backward, Adam update) on random tensors, so data loading is not
@@ -31,19 +32,33 @@ import torch
 
 @dataclass
 class Setting:
+    key: str
     name: str
     batch: int
     channels_last: bool
     bf16: bool
 
 
+SETTING_KEYS = ("naive", "fp32", "fp32-cl", "bf16-cl")
+
+
 def settings(batch: int) -> list[Setting]:
     return [
-        Setting("naive (fp32, b1)", 1, False, False),
-        Setting(f"fp32 b{batch}", batch, False, False),
-        Setting(f"fp32 b{batch} channels-last", batch, True, False),
-        Setting(f"bf16-mixed b{batch} channels-last", batch, True, True),
+        Setting("naive", "naive (fp32, b1)", 1, False, False),
+        Setting("fp32", f"fp32 b{batch}", batch, False, False),
+        Setting("fp32-cl", f"fp32 b{batch} channels-last", batch, True, False),
+        Setting("bf16-cl", f"bf16-mixed b{batch} channels-last", batch, True, True),
     ]
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"{what}: expected MODEL=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k] = v
+    return out
 
 
 def time_steps(model_name: str, s: Setting, size: int, steps: int, warmup: int) -> float:
@@ -88,7 +103,19 @@ def main() -> None:
     ap.add_argument("--naive-steps", type=int, default=None, help="timed steps for naive (b1)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--only", nargs="*", default=None, help="setting names to run (substring)")
+    ap.add_argument("--settings", nargs="+", default=list(SETTING_KEYS), choices=SETTING_KEYS)
+    ap.add_argument(
+        "--model-settings",
+        nargs="*",
+        default=[],
+        help="per-model settings, e.g. abanet_r34=naive,fp32-cl",
+    )
+    ap.add_argument(
+        "--model-batch",
+        nargs="*",
+        default=[],
+        help="per-model batch size, e.g. abanet_r34=4 (memory)",
+    )
     ap.add_argument("--json", default=None, help="also write the results as JSON")
     args = ap.parse_args()
     if args.threads:
@@ -96,26 +123,39 @@ def main() -> None:
 
     load_before = os.getloadavg()
     rows = []
+    per_settings = {
+        k: v.split(",") for k, v in _pairs(args.model_settings, "--model-settings").items()
+    }
+    per_batch = {k: int(v) for k, v in _pairs(args.model_batch, "--model-batch").items()}
     for model_name in args.models:
         base = None
-        for s in settings(args.batch):
-            if args.only and not any(o in s.name for o in args.only):
+        wanted = per_settings.get(model_name, args.settings)
+        for s in settings(per_batch.get(model_name, args.batch)):
+            if s.key not in wanted:
                 continue
             steps = args.naive_steps if (s.batch == 1 and args.naive_steps) else args.steps
             if s.batch == 1 and not args.naive_steps:
-                steps = args.steps * args.batch  # the same number of images
+                steps = args.steps * per_batch.get(model_name, args.batch)  # as many images
             ips = time_steps(model_name, s, args.size, steps, args.warmup)
             if base is None and s.batch == 1:
                 base = ips
-            rows.append({"model": model_name, "setting": s.name, "images_per_s": ips,
-                         "speedup": ips / base if base else None})
+            rows.append(
+                {
+                    "model": model_name,
+                    "setting": s.name,
+                    "images_per_s": ips,
+                    "speedup": ips / base if base else None,
+                }
+            )
             print(f"{model_name:12s} {s.name:32s} {ips:8.3f} img/s", flush=True)
     load_after = os.getloadavg()
 
     print()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input "
-          f"{args.size}x{args.size}, load average before {load_before[0]:.2f}, after "
-          f"{load_after[0]:.2f} (1-minute)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, input "
+        f"{args.size}x{args.size}, load average before {load_before[0]:.2f}, after "
+        f"{load_after[0]:.2f} (1-minute)"
+    )
     print()
     print("| model | setting | images/s | speed-up vs naive |")
     print("|---|---|---|---|")
@@ -124,8 +164,17 @@ def main() -> None:
         print(f"| {r['model']} | {r['setting']} | {r['images_per_s']:.3f} | {sp} |")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "size": args.size, "threads": torch.get_num_threads(),
-                       "load_before": load_before, "load_after": load_after}, fh, indent=2)
+            json.dump(
+                {
+                    "rows": rows,
+                    "size": args.size,
+                    "threads": torch.get_num_threads(),
+                    "load_before": load_before,
+                    "load_after": load_after,
+                },
+                fh,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -77,10 +77,10 @@ def test_crop_rule_by_hand() -> None:
 
 
 def test_measured_crop_rules_are_tight_squares() -> None:
-    ssd = CROP_RULES["ssd"].crop_box((100, 100, 190, 220))  # w=90, h=120: side 0.84*120
-    assert ssd[2] - ssd[0] == ssd[3] - ssd[1] == round(0.84 * 120)
+    ssd = CROP_RULES["ssd"].crop_box((100, 100, 190, 220))  # w=90, h=120: side 1.0*120
+    assert ssd[2] - ssd[0] == ssd[3] - ssd[1] == 120
     assert (ssd[0] + ssd[2]) / 2 == pytest.approx(145, abs=0.5)
-    assert (ssd[1] + ssd[3]) / 2 == pytest.approx(160, abs=0.5)
+    assert (ssd[1] + ssd[3]) / 2 == pytest.approx(160 + 0.08 * 120, abs=0.5)
 
 
 def test_crop_rule_picked_by_face_source_then_detector() -> None:
@@ -204,9 +204,17 @@ def test_single_big_face_segments_whole_image() -> None:
 def test_whole_image_cover_threshold() -> None:
     side = int(np.ceil(np.sqrt(WHOLE_IMAGE_COVER) * 100))  # smallest crop covering >= 60 %
     assert is_face_crop([Face((0, 0, side, side), 1.0)], 100, 100)
-    assert not is_face_crop([Face((0, 0, side - 2, side - 2), 1.0)], 100, 100)
-    # two faces are a photo, never a crop
-    assert not is_face_crop([Face((0, 0, 90, 90), 1.0), Face((5, 5, 95, 95), 1.0)], 100, 100)
+    # below both thresholds: crop = box (uncalibrated rule) 70x70 = 49 % < 50 % (box) and < 60 %
+    assert not is_face_crop([Face((0, 0, 70, 70), 1.0)], 100, 100)
+    assert is_face_crop([Face((0, 0, 71, 71), 1.0)], 100, 100)  # box 50.4 % >= FACE_BOX_COVER
+    # a big face makes a crop even beside a spurious small detection (a chin, a mask pattern)
+    assert is_face_crop([Face((70, 70, 90, 90), 0.7), Face((5, 5, 95, 95), 1.0)], 100, 100)
+    # a tight crop whose face the detector places partly off-frame: box 80x80 = 64 % >= 50 %
+    assert is_face_crop([Face((50, 10, 130, 90), 0.9)], 100, 100)
+    # a smaller face near the edge is a face in a photo: 50x50 = 25 %
+    assert not is_face_crop([Face((70, 10, 120, 60), 0.9)], 100, 100)
+    # several faces, none filling the frame, are a photo
+    assert not is_face_crop([Face((0, 0, 40, 40), 1.0), Face((55, 55, 95, 95), 1.0)], 100, 100)
 
 
 def test_whole_image_flag_and_no_detector_skip_detection() -> None:

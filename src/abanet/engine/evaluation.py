@@ -459,12 +459,15 @@ def summary_markdown(
             + " |",
             "|---|---|---|" + "---|" * (2 * len(metrics)),
         ]
+
+        def cell(k: str, v: float) -> str:
+            if math.isnan(v):
+                return "-"
+            return f"{v:.4f}" if k == "mae" else f"{100 * v:.3f}"
+
         for r in compare:
-            vals = [f"{100 * r[k]:.3f}" if k != "mae" else f"{r[k]:.4f}" for k in metrics]
-            ours = [
-                f"{100 * r['ours_' + k]:.3f}" if k != "mae" else f"{r['ours_' + k]:.4f}"
-                for k in metrics
-            ]
+            vals = [cell(k, r[k]) for k in metrics]
+            ours = [cell(k, r["ours_" + k]) for k in metrics]
             lines.append(
                 f"| {r['model']} | {r['encoder']} | {r['matched']}/{r['listed']} | "
                 + " | ".join(vals)

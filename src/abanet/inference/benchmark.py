@@ -24,8 +24,9 @@ from abanet.inference.backends import (
 )
 
 
-def resolve_model(spec: str | os.PathLike[str] | nn.Module) -> tuple[nn.Module, str]:
-    """A model from a registry name (random weights), a shipped name or a weights path.
+def resolve_model(spec: str | os.PathLike[str] | nn.Module, seed: int = 0) -> tuple[nn.Module, str]:
+    """A model from a registry name (random weights drawn with ``seed``, so repeated runs reuse
+    cached exports), a shipped name or a weights path.
 
     Returns the eval-mode model and a short description of where it came from.
     """
@@ -36,7 +37,10 @@ def resolve_model(spec: str | os.PathLike[str] | nn.Module) -> tuple[nn.Module, 
 
     text = str(spec)
     if text in list_models() and not Path(text).exists():
-        return create_model(text).eval(), "registry, random weights"
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = create_model(text).eval()
+        return model, "registry, random weights"
     return load_model(text), f"weights {text}"
 
 
@@ -153,7 +157,7 @@ def run_benchmark(
     say = log or (lambda _msg: None)
     dev = resolve_device(device)
     threads = configure_threads(num_threads)
-    net, source = resolve_model(model)
+    net, source = resolve_model(model, seed=seed)
     net = net.to(dev).eval()
     config = net.config
     size = int(size or config.input_size)
