@@ -106,6 +106,20 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
     real = cfgs("table5", "smoke", substitute=False)
     assert {c["model"]["name"] for c in real.values()} == {"abanet_r34"}
     assert load_preset("table4", "full").trials == 5 and load_preset("table4", "smoke").trials == 2
+    # extra training sets join the split dataset; seeds follow the trial number
+    spec = load_preset("table9", "full")
+    cfg = run_config(
+        spec,
+        spec.runs[0],
+        "D",
+        "full",
+        3,
+        tmp_path,
+        overrides=["data.train=[{path: S, repeat: 0.5}]"],
+        seed=10,
+    )
+    assert cfg["data"]["train"] == ["D", {"path": "S", "repeat": 0.5}]
+    assert cfg["seed"] == 13
 
 
 def test_unknown_preset_and_bad_override(tmp_path: Path) -> None:

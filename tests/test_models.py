@@ -28,9 +28,10 @@ class ModelContract:
     outputs: int | None = None
 
     @pytest.fixture(scope="class")
-    def model(self) -> abanet.SegmentationModel:
+    @classmethod
+    def model(cls) -> abanet.SegmentationModel:
         torch.manual_seed(0)
-        return build(self.name)
+        return build(cls.name)
 
     def test_train_forward_backward(self, model: abanet.SegmentationModel) -> None:
         model.train()

@@ -241,7 +241,10 @@ def run_config(
     cfg = merge(cfg, run.overrides, f"experiment {preset.name} run {run.label!r}")
     user = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
     cfg = merge(cfg, user, "override")
-    cfg["data"]["train"] = [str(data)]
+    # --data is split into train/val/test; datasets given with --set data.train=[...] are
+    # added to the training part of every run.
+    extra = cfg["data"]["train"] or []
+    cfg["data"]["train"] = [str(data), *(extra if isinstance(extra, list) else [extra])]
     cfg["seed"] = int(seed) + int(trial)
     cfg["out"] = str(run_dir / "train")
     if scale == "smoke" and substitute:
