@@ -45,8 +45,12 @@ def main() -> None:
         vals = per_fold[m]
         sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
         pooled = statistics.fmean(float(r[m]) for r in rows)
-        summary[m] = {"fold_mean": statistics.fmean(vals), "fold_std": sd, "per_image": pooled,
-                      "per_fold": vals}
+        summary[m] = {
+            "fold_mean": statistics.fmean(vals),
+            "fold_std": sd,
+            "per_image": pooled,
+            "per_fold": vals,
+        }
         print(f"| {m} | {statistics.fmean(vals):.4f} | {sd:.4f} | {pooled:.4f} |")
     if args.baselines:
         names = {r["image"] for r in rows}

@@ -31,7 +31,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from abanet.models.hub import list_pretrained, load_model, save_pretrained
     from abanet.models.registry import create_model, list_models
 
-__all__ = ["AbanetError", "DataError", "ModelError", *_LAZY]
+__all__ = [
+    "AbanetError",
+    "DataError",
+    "ModelConfig",
+    "ModelError",
+    "SegmentationModel",
+    "Segmenter",
+    "create_model",
+    "list_models",
+    "list_pretrained",
+    "load_model",
+    "save_pretrained",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Exceptions raised for bad input. Each message is one line naming the file (or thing) and the problem."""
+"""Exceptions raised for bad input: one-line messages naming the file (or thing) and the problem."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ class DataError(AbanetError):
 
 
 class ModelError(AbanetError):
-    """Unknown model name, bad configuration, unloadable weights or an input size the model cannot take."""
+    """Unknown model name, bad option, unloadable weights or an input size the model cannot take."""
 
 
 class ImageReadError(DataError):

@@ -1,1 +1,1 @@
-"""Inference: backends (eager, channels_last, bf16, onnxruntime, compile), the Segmenter, predict."""
+"""Inference: backends (eager, channels_last, bf16, onnxruntime...), the Segmenter, predict."""

@@ -164,6 +164,12 @@ def run_benchmark(
     naive_images_per_s, naive_ms_per_image and speedup_vs_naive. With ``vs_naive`` the naive
     reference is timed interleaved with the backend (one naive image after each timed batch), so
     both see the same machine load.
+
+    ``peak_mem_mb`` is the growth of resident memory from just before the backend is built to the
+    peak of its warm-up runs (its own weight copies or ONNX session plus activations); on CUDA,
+    the peak of ``torch.cuda.max_memory_allocated`` above the allocation before warm-up. Freed
+    heap is handed back first, but a process that ran bigger jobs before may still under-report:
+    a fresh process (the CLI) gives the clearest figure.
     """
     say = log or (lambda _msg: None)
     dev = resolve_device(device)
@@ -179,6 +185,7 @@ def run_benchmark(
     load_start = _loadavg()
 
     memory = PeakMemory(dev)
+    _release_freed_memory()
     rss_before = memory.rss_kb()
     say(f"building backend {backend} for {config.name} at {size}x{size}, batch {batch} on {dev}")
     t0 = time.perf_counter()
