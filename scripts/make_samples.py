@@ -58,10 +58,16 @@ def main(face_path: str, templates_dir: str, out_dir: str) -> None:
     heads = []
     for i, family in enumerate(("cloth", "KN95")):
         pool = [t for t in tset.templates if t.family == family and t.view == "front"]
-        image, _ = synthesize(face, landmarks, pool[0], item_rng(11 + i, 0),
-                              textures=tset.textures,
-                              options=SynthOptions(size=300, p_hand=0.0, p_hair=0.0,
-                                                   p_loose=1.0, p_lowres=0.0, max_rotation=0.0))
+        image, _ = synthesize(
+            face,
+            landmarks,
+            pool[0],
+            item_rng(11 + i, 0),
+            textures=tset.textures,
+            options=SynthOptions(
+                size=300, p_hand=0.0, p_hair=0.0, p_loose=1.0, p_lowres=0.0, max_rotation=0.0
+            ),
+        )
         heads.append(image)
     h, w = 540, 960
     yy, xx = np.mgrid[0:h, 0:w]
