@@ -106,3 +106,13 @@ def test_cuda_without_cuda(tmp_path, model_dir) -> None:
     image = write_rgb(tmp_path / "x.jpg")
     res = run(str(image), "-o", str(tmp_path / "o"), "--model", model_dir, "--device", "cuda")
     assert res.exit_code == 2 and "CUDA" in res.output
+
+
+def test_profile_prints_stage_table(tmp_path, model_dir) -> None:
+    (tmp_path / "in").mkdir()
+    write_rgb(tmp_path / "in" / "a.png")
+    res = run(str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", model_dir, "--profile")
+    assert res.exit_code == 0, res.output
+    for stage in ("decode", "detect", "preprocess", "model", "postprocess", "encode"):
+        assert f"| {stage} |" in res.output
+    assert "1 images in" in res.output

@@ -10,7 +10,7 @@ from PIL import Image
 
 from abanet.errors import AbanetError
 from abanet.inference.segmenter import Segmenter, resolve_device, to_rgb_array
-from tests.fixtures import LowerHalfModel
+from tests.fixtures import LowerHalfModel, write_rgb
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +94,78 @@ def test_png_roundtrip_of_mask(segmenter: Segmenter) -> None:
     buf = io.BytesIO()
     out.save(buf, format="PNG")
     assert np.array_equal(np.asarray(Image.open(buf)), np.asarray(out))
+
+
+class CountingBackend:
+    """Wraps a backend and records the batch size of every forward pass."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.batches = inner, []
+        self.name = "counting"
+
+    def run(self, batch):
+        self.batches.append(int(batch.shape[0]))
+        return self.inner.run(batch)
+
+
+def counting_segmenter(batch_size: int, detector=None) -> Segmenter:
+    seg = Segmenter(
+        LowerHalfModel(), device="cpu", backend="eager", detector=detector, batch_size=batch_size
+    )
+    seg._backend = CountingBackend(seg.backend)
+    return seg
+
+
+def test_predict_files_batches_crops_across_images(tmp_path) -> None:
+    from abanet.inference.predict import predict_files
+
+    (tmp_path / "in").mkdir()
+    for i in range(5):
+        write_rgb(tmp_path / "in" / f"im{i}.png", size=(30 + i, 20), seed=i)
+    seg = counting_segmenter(batch_size=4)
+    summary = predict_files(seg, [tmp_path / "in"], tmp_path / "out", report=lambda m: None)
+    assert seg.backend.batches == [4, 1]
+    assert len(summary.written) == 5 and summary.ok
+    for i in range(5):
+        mask = np.asarray(Image.open(tmp_path / "out" / f"im{i}.png"))
+        assert mask.shape == (20, 30 + i)
+        assert ((mask > 0) == expected_lower_half(20, 30 + i)).mean() >= 0.9
+    prof = summary.profile
+    assert prof["images"] == 5 and prof["wall_s"] > 0
+    assert prof["stages"]["decode"]["calls"] == 5 and prof["stages"]["encode"]["calls"] == 5
+    assert prof["stages"]["model"]["calls"] == 2
+    assert abs(sum(s["share"] for s in prof["stages"].values()) - 1.0) < 1e-6
+
+
+def test_predict_files_bad_file_does_not_break_its_batch(tmp_path) -> None:
+    from abanet.inference.predict import predict_files
+
+    (tmp_path / "in").mkdir()
+    write_rgb(tmp_path / "in" / "a.png", seed=1)
+    (tmp_path / "in" / "b.png").write_bytes(b"not an image")
+    write_rgb(tmp_path / "in" / "c.png", seed=2)
+    seg = counting_segmenter(batch_size=8)
+    messages: list[str] = []
+    summary = predict_files(seg, [tmp_path / "in"], tmp_path / "out", report=messages.append)
+    assert seg.backend.batches == [2]
+    assert [p.name for p in summary.written] == ["a.png", "c.png"]
+    assert len(summary.failed) == 1 and "b.png" in messages[0]
+
+
+def test_predict_batch_shares_passes_across_photos() -> None:
+    from abanet.faces.types import Face, FaceDetector
+
+    class TwoFaces(FaceDetector):
+        name = "two"
+
+        def _detect(self, image):
+            return [Face((10, 10, 30, 30), 0.9), Face((60, 10, 80, 30), 0.8)]
+
+    seg = counting_segmenter(batch_size=8, detector=None)
+    seg.detector_name, seg._detector = "two", TwoFaces()
+    photos = [np.zeros((100, 100, 3), np.uint8) for _ in range(3)]
+    masks = seg.predict_batch(photos)
+    assert seg.backend.batches == [6]  # 2 faces x 3 photos in one pass
+    assert [m.shape for m in masks] == [(100, 100)] * 3
+    single = seg.predict(photos[0])
+    np.testing.assert_array_equal(masks[0], single)

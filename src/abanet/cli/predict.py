@@ -28,6 +28,9 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="Also write <stem>.json (faces)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    profile: bool = typer.Option(
+        False, "--profile", help="Print where the time went (decode, detect, model, encode...)."
+    ),
 ) -> None:
     """Write OUT/<stem>.png: a 0/255 mask of the face-mask region at each input's size."""
     from rich.console import Console
@@ -80,5 +83,9 @@ def predict(
         f"{segmenter.model.config.name}, backend {getattr(segmenter.backend, 'name', backend)}",
         highlight=False,
     )
+    if profile and summary.profile:
+        from abanet.inference.profiling import profile_table
+
+        console.print(profile_table(summary.profile), highlight=False, markup=False)
     if summary.failed:
         raise typer.Exit(1)

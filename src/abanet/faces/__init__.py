@@ -13,9 +13,12 @@ from abanet.faces.pipeline import (
     CROP_RULES,
     CropRule,
     FaceResult,
+    PhotoPlan,
     PhotoResult,
     extract_crop,
+    finish_photo,
     mask_polygons,
+    plan_photo,
     segment_photo,
 )
 from abanet.faces.types import Face, FaceDetector
@@ -27,11 +30,14 @@ __all__ = [
     "Face",
     "FaceDetector",
     "FaceResult",
+    "PhotoPlan",
     "PhotoResult",
     "create_detector",
     "detector_install_hint",
     "extract_crop",
+    "finish_photo",
     "list_detectors",
     "mask_polygons",
+    "plan_photo",
     "segment_photo",
 ]

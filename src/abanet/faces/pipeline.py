@@ -257,33 +257,51 @@ def _crop_inside(face: Face, detector: FaceDetector | None, width: int, height: 
     return x2 > x1 and y2 > y1
 
 
-def segment_photo(
-    image_rgb: np.ndarray,
-    detector: FaceDetector | str | None,
-    segment_crops: SegmentCrops,
-    threshold: float = 0.5,
-    whole_image: bool = False,
-    polygon_epsilon: float = 1.0,
-) -> PhotoResult:
-    """Segment the face-mask region of a photo (crop rule and whole-image rule: module doc).
+@dataclass
+class PhotoPlan:
+    """A photo ready for the segmenter: its faces and the crops to segment (step 1 of 2)."""
 
-    ``detector`` is a :class:`FaceDetector`, a registry name, or ``None`` (segment whole).
-    ``segment_crops`` takes a list of RGB uint8 crops and returns one float probability map per
-    crop, at the crop's size (the caller's model; sigmoid already applied).
-    """
+    image: np.ndarray
+    faces: list[Face]
+    boxes: list[tuple[int, int, int, int]] | None  # square crop boxes; None: the whole image
+    crops: list[np.ndarray]
+
+    @property
+    def whole_image(self) -> bool:
+        return self.boxes is None
+
+
+def plan_photo(
+    image_rgb: np.ndarray, detector: FaceDetector | str | None, whole_image: bool = False
+) -> PhotoPlan:
+    """Detect faces and cut the crops to segment (crop and whole-image rules: module doc)."""
     image = as_rgb_image(image_rgb)
     if isinstance(detector, str):
         from abanet.faces.detectors import create_detector
 
         detector = create_detector(detector)
-    if not 0.0 <= threshold <= 1.0:
-        raise DataError(f"threshold {threshold} is outside [0, 1]")
     h, w = image.shape[:2]
     faces = [] if whole_image or detector is None else detector.detect(image)
     faces = [f for f in faces if _crop_inside(f, detector, w, h)]  # drop empty/outside boxes
-
     if whole_image or detector is None or not faces or is_face_crop(faces, w, h, detector):
-        (prob,) = _check_probs(segment_crops([image]), [image])
+        return PhotoPlan(image, faces, None, [image])
+    boxes = [crop_rule_for(f, detector).crop_box(f.box) for f in faces]
+    return PhotoPlan(image, faces, boxes, [extract_crop(image, b) for b in boxes])
+
+
+def finish_photo(
+    plan: PhotoPlan,
+    probs: Sequence[np.ndarray],
+    threshold: float = 0.5,
+    polygon_epsilon: float = 1.0,
+) -> PhotoResult:
+    """Paste the crops' probability maps back into a full-resolution result (step 2 of 2)."""
+    if not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold {threshold} is outside [0, 1]")
+    probs = _check_probs(probs, plan.crops)
+    h, w = plan.image.shape[:2]
+    if plan.boxes is None:
+        prob = probs[0]
         mask = (prob >= threshold).astype(np.uint8)
         results = [
             FaceResult(
@@ -295,16 +313,13 @@ def segment_photo(
                 f.landmarks,
                 f.source,
             )
-            for f in faces
+            for f in plan.faces
         ]
         return PhotoResult(np.ascontiguousarray(prob), mask, results, float(threshold), True)
 
-    boxes = [crop_rule_for(f, detector).crop_box(f.box) for f in faces]
-    crops = [extract_crop(image, b) for b in boxes]
-    probs = _check_probs(segment_crops(crops), crops)
     full = np.zeros((h, w), np.float32)
     results = []
-    for face, box, p in zip(faces, boxes, probs, strict=True):
+    for face, box, p in zip(plan.faces, plan.boxes, probs, strict=True):
         cx1, cy1, cx2, cy2 = clip_box(box, w, h)
         part = p[cy1 - box[1] : cy2 - box[1], cx1 - box[0] : cx2 - box[0]]
         np.maximum(full[cy1:cy2, cx1:cx2], part, out=full[cy1:cy2, cx1:cx2])
@@ -321,3 +336,24 @@ def segment_photo(
             )
         )
     return PhotoResult(full, (full >= threshold).astype(np.uint8), results, float(threshold), False)
+
+
+def segment_photo(
+    image_rgb: np.ndarray,
+    detector: FaceDetector | str | None,
+    segment_crops: SegmentCrops,
+    threshold: float = 0.5,
+    whole_image: bool = False,
+    polygon_epsilon: float = 1.0,
+) -> PhotoResult:
+    """Segment the face-mask region of a photo (crop rule and whole-image rule: module doc).
+
+    ``detector`` is a :class:`FaceDetector`, a registry name, or ``None`` (segment whole).
+    ``segment_crops`` takes a list of RGB uint8 crops and returns one float probability map per
+    crop, at the crop's size (the caller's model; sigmoid already applied). The same as
+    :func:`plan_photo`, ``segment_crops(plan.crops)``, :func:`finish_photo`.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise DataError(f"threshold {threshold} is outside [0, 1]")
+    plan = plan_photo(image_rgb, detector, whole_image)
+    return finish_photo(plan, segment_crops(plan.crops), threshold, polygon_epsilon)

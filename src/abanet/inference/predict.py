@@ -1,7 +1,8 @@
 """``abanet predict`` as a library function: gather inputs, run a Segmenter, write outputs.
 
-Decoding and encoding run in a thread pool around the model so the cores do not idle; outputs
-are written atomically and never overwrite existing files unless asked.
+Decoding, face detection, paste-back and encoding run in a thread pool around the model (which
+sees batches of crops gathered across images) so the cores do not idle; outputs are written
+atomically and never overwrite existing files unless asked.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ import numpy as np
 
 from abanet.data.io import IMAGE_EXTENSIONS, write_bytes_atomic, write_image_atomic
 from abanet.errors import AbanetError
+from abanet.inference.profiling import StageTimer
 
 
 @dataclass
@@ -37,6 +41,7 @@ class PredictSummary:
     skipped_existing: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     faces: int = 0
+    profile: dict[str, Any] = field(default_factory=dict)  # StageTimer.report of the run
 
     @property
     def ok(self) -> bool:
@@ -126,11 +131,20 @@ def predict_files(
     overwrite: bool = False,
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
     report: Callable[[str], None] = print,
+    workers: int | None = None,
 ) -> PredictSummary:
-    """Segment every input and write ``OUT/<stem>.png`` (+ requested extras)."""
+    """Segment every input and write ``OUT/<stem>.png`` (+ requested extras).
+
+    Pipeline: a thread pool decodes images and finds faces a bounded window ahead of the model;
+    the calling thread runs the model on batches of ``segmenter.batch_size`` crops gathered
+    across images; the pool pastes results back and encodes the outputs. ``summary.profile``
+    holds the busy seconds of each stage (:mod:`abanet.inference.profiling`).
+    """
     from abanet.data.io import read_image
     from abanet.inference.segmenter import encode_mask
 
+    started = time.perf_counter()
+    timer = StageTimer()
     out = Path(out_dir)
     jobs, problems = gather_inputs(inputs)
     summary = PredictSummary()
@@ -150,50 +164,84 @@ def predict_files(
     if not todo:
         return summary
     out.mkdir(parents=True, exist_ok=True)
+    if not whole_image:
+        _ = segmenter.detector  # build once, before the pool threads use it
+    _ = segmenter.backend  # calibrate (auto) before timing the pipeline
+    detect_lock = threading.Lock()  # a detector holds one network: not safe across threads
 
-    def decode(job: PredictJob) -> np.ndarray:
-        return read_image(job.path)
+    def load(job: PredictJob) -> Any:
+        with timer.stage("decode"):
+            image = read_image(job.path)
+        with timer.stage("detect"), detect_lock:
+            return segmenter.plan(image, whole_image=whole_image)
 
-    def encode(job: PredictJob, paths: dict[str, Path], image: np.ndarray, result: Any) -> None:
-        mask = encode_mask(result, soft)
-        write_image_atomic(paths["mask"], mask, overwrite=True)
-        binary = encode_mask(result, False)
-        if "overlay" in paths:
-            write_image_atomic(paths["overlay"], overlay(image, binary), overwrite=True)
-        if "cutout" in paths:
-            write_image_atomic(paths["cutout"], cutout(image, binary), overwrite=True)
-        if "json" in paths:
-            record = {"image": str(job.path), **result.to_json()}
-            write_bytes_atomic(
-                paths["json"], (json.dumps(record, indent=1) + "\n").encode(), overwrite=True
-            )
+    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> int:
+        result = segmenter.finish(plan, probs, timer)
+        with timer.stage("encode"):
+            for p in paths.values():
+                p.parent.mkdir(parents=True, exist_ok=True)
+            write_image_atomic(paths["mask"], encode_mask(result, soft), overwrite=True)
+            binary = encode_mask(result, False)
+            if "overlay" in paths:
+                write_image_atomic(paths["overlay"], overlay(plan.image, binary), overwrite=True)
+            if "cutout" in paths:
+                write_image_atomic(paths["cutout"], cutout(plan.image, binary), overwrite=True)
+            if "json" in paths:
+                record = {"image": str(job.path), **result.to_json()}
+                text = json.dumps(record, indent=1) + "\n"
+                write_bytes_atomic(paths["json"], text.encode(), overwrite=True)
+        return len(result.faces)
 
-    workers = max(2, min(4, os.cpu_count() or 2))
+    def fail(job: PredictJob, message: str) -> None:
+        report(message)
+        summary.failed.append((job.path, message))
+
+    workers = workers or max(2, min(4, os.cpu_count() or 2))
+    window = max(2 * segmenter.batch_size, 2 * workers)  # images decoded ahead of the model
     with ThreadPoolExecutor(workers) as pool:
-        decoded: list[Future] = [pool.submit(decode, job) for job, _ in todo]
-        writes: list[tuple[PredictJob, Future]] = []
+        loads: dict[int, Future] = {}
+        pending: list[tuple[PredictJob, dict[str, Path], Any]] = []
+        writes: list[tuple[PredictJob, dict[str, Path], Future]] = []
+
+        def run_model() -> None:
+            crops = [c for _, _, plan in pending for c in plan.crops]
+            try:
+                probs = segmenter.segment_crops(crops, timer) if crops else []
+            except AbanetError as exc:
+                for job, _, _ in pending:
+                    fail(job, f"{job.path}: {exc}")
+                pending.clear()
+                return
+            k = 0
+            for job, paths, plan in pending:
+                mine = probs[k : k + len(plan.crops)]
+                k += len(plan.crops)
+                writes.append((job, paths, pool.submit(finish, job, paths, plan, mine)))
+            pending.clear()
+
         steps: Iterator[Any] = iter(range(len(todo)))
         if progress is not None:
             steps = progress(steps, len(todo))
+        queued = 0
         for i in steps:
+            while queued < min(len(todo), i + window):
+                loads[queued] = pool.submit(load, todo[queued][0])
+                queued += 1
             job, paths = todo[i]
             try:
-                image = decoded[i].result()
-                result = segmenter.segment(image, whole_image=whole_image)
+                plan = loads.pop(i).result()
             except AbanetError as exc:
-                report(str(exc))
-                summary.failed.append((job.path, str(exc)))
+                fail(job, str(exc))
                 continue
-            decoded[i] = None  # type: ignore[call-overload]  # free memory early
-            summary.faces += len(result.faces)
-            for p in paths.values():
-                p.parent.mkdir(parents=True, exist_ok=True)
-            writes.append((job, pool.submit(encode, job, paths, image, result)))
-        for job, fut in writes:
+            pending.append((job, paths, plan))
+            if sum(len(p.crops) for _, _, p in pending) >= segmenter.batch_size:
+                run_model()
+        run_model()
+        for job, paths, fut in writes:
             try:
-                fut.result()
-                summary.written.append(output_paths(out, job.stem, options)["mask"])
+                summary.faces += fut.result()
+                summary.written.append(paths["mask"])
             except (AbanetError, OSError) as exc:
-                report(f"{job.path}: cannot write output ({exc})")
-                summary.failed.append((job.path, str(exc)))
+                fail(job, f"{job.path}: cannot write output ({exc})")
+    summary.profile = timer.report(len(summary.written), time.perf_counter() - started)
     return summary

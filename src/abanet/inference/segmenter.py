@@ -18,7 +18,9 @@ import torch
 from PIL import Image
 
 from abanet.errors import AbanetError, ModelError
+from abanet.faces.pipeline import PhotoPlan, PhotoResult
 from abanet.inference.backends import resolve_device
+from abanet.inference.profiling import StageTimer
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -116,31 +118,44 @@ class Segmenter:
         resized = cv2.resize(crop, (self.size, self.size), interpolation=interp)
         return ((resized.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
 
-    def segment_crops(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def segment_crops(
+        self, crops: Sequence[np.ndarray], timer: StageTimer | None = None
+    ) -> list[np.ndarray]:
         """Probability maps (float32, each at its crop's size) for RGB uint8 crops."""
+        timer = timer or StageTimer()
         out: list[np.ndarray] = []
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
-            batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
-            probs = self.backend.run(batch.to(self.device)).float().cpu().numpy()[:, 0]
-            for crop, prob in zip(chunk, probs, strict=True):
-                h, w = crop.shape[:2]
-                out.append(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR))
+            with timer.stage("preprocess"):
+                batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
+            with timer.stage("model"):
+                probs = self.backend.run(batch.to(self.device)).float().cpu().numpy()[:, 0]
+            with timer.stage("postprocess"):
+                for crop, prob in zip(chunk, probs, strict=True):
+                    h, w = crop.shape[:2]
+                    out.append(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR))
         return out
 
-    def segment(self, image: ImageLike, whole_image: bool = False) -> Any:
-        """Full result for one image: ``PhotoResult`` with ``prob``, ``mask`` and ``faces``."""
-        from abanet.faces.pipeline import segment_photo
+    def plan(self, image: ImageLike, whole_image: bool = False) -> PhotoPlan:
+        """Find the faces of one image and cut its crops (step 1 of :meth:`segment`)."""
+        from abanet.faces.pipeline import plan_photo
 
-        rgb = to_rgb_array(image)
         detector = None if whole_image else self.detector
-        return segment_photo(
-            rgb,
-            detector,
-            self.segment_crops,
-            threshold=self.threshold,
-            whole_image=whole_image or detector is None,
-        )
+        return plan_photo(to_rgb_array(image), detector, whole_image or detector is None)
+
+    def finish(
+        self, plan: PhotoPlan, probs: Sequence[np.ndarray], timer: StageTimer | None = None
+    ) -> PhotoResult:
+        """Paste the crops' maps back at full resolution (step 3 of :meth:`segment`)."""
+        from abanet.faces.pipeline import finish_photo
+
+        with (timer or StageTimer()).stage("postprocess"):
+            return finish_photo(plan, probs, self.threshold)
+
+    def segment(self, image: ImageLike, whole_image: bool = False) -> PhotoResult:
+        """Full result for one image: ``PhotoResult`` with ``prob``, ``mask`` and ``faces``."""
+        plan = self.plan(image, whole_image)
+        return self.finish(plan, self.segment_crops(plan.crops))
 
     def predict(self, image: ImageLike, whole_image: bool = False, soft: bool = False) -> Any:
         """The mask of one image, in the caller's type family.
@@ -156,15 +171,15 @@ class Segmenter:
         self, images: Sequence[ImageLike], whole_image: bool = False, soft: bool = False
     ) -> list[Any]:
         """``predict`` for several images; crops of all images share forward passes."""
-        if whole_image or self.detector is None:
-            rgbs = [to_rgb_array(im) for im in images]
-            probs = self.segment_crops(rgbs)
-            masks = [_encode(p, self.threshold, soft) for p in probs]
-            return [
-                Image.fromarray(m, mode="L") if isinstance(im, Image.Image) else m
-                for m, im in zip(masks, images, strict=True)
-            ]
-        return [self.predict(im, soft=soft) for im in images]
+        plans = [self.plan(im, whole_image) for im in images]
+        probs = self.segment_crops([c for p in plans for c in p.crops])
+        out, k = [], 0
+        for plan, im in zip(plans, images, strict=True):
+            result = self.finish(plan, probs[k : k + len(plan.crops)])
+            k += len(plan.crops)
+            mask = encode_mask(result, soft)
+            out.append(Image.fromarray(mask, mode="L") if isinstance(im, Image.Image) else mask)
+        return out
 
 
 def _encode(prob: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
