@@ -13,3 +13,27 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """One torch thread (and one core as far as the backends know): quick on a busy CPU, where
+    two threads thrash when cores are shared."""
+    from abanet.inference import backends
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(backends, "available_cores", lambda: 1)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cache_in_tmp(tmp_path, monkeypatch):
+    """abanet's ONNX and auto-backend caches in a temporary folder, empty at the start."""
+    from abanet.inference import backends
+
+    monkeypatch.setenv("ABANET_CACHE_DIR", str(tmp_path / "cache"))
+    backends.clear_auto_cache()
+    yield
+    backends.clear_auto_cache()

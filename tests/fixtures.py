@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import abanet
 from abanet.models.base import SegmentationModel
@@ -40,3 +40,19 @@ def write_rgb(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Pa
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path
+
+
+def ellipse_dataset(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
+    """``n`` images with a drawn blue ellipse (the mask) on noise, in images/ + masks/."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    for i in range(n):
+        img = (rng.random((size, size, 3)) * 60 + 80).astype(np.uint8)
+        m = Image.new("L", (size, size), 0)
+        cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
+        ImageDraw.Draw(m).ellipse([cx - 14, cy - 10, cx + 14, cy + 10], fill=255)
+        img[np.asarray(m) > 127] = (30, 30, 200)
+        Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
+        m.save(root / "masks" / f"img{i:02d}.png")
+    return root

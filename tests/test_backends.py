@@ -43,22 +43,7 @@ class TinyNet(SegmentationModel):
         return [nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear")]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One thread keeps tests quick on a busy CPU (two threads thrash when cores are shared)."""
-    before = torch.get_num_threads()
-    monkeypatch.setattr(B, "available_cores", lambda: 1)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _cache_in_tmp(tmp_path, monkeypatch):
-    monkeypatch.setenv("ABANET_CACHE_DIR", str(tmp_path / "cache"))
-    B.clear_auto_cache()
-    yield
-    B.clear_auto_cache()
+pytestmark = pytest.mark.usefixtures("one_thread", "cache_in_tmp")
 
 
 @pytest.fixture

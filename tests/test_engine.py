@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image, ImageDraw
 
 from abanet.engine.config import (
     ConfigError,
@@ -19,31 +18,9 @@ from abanet.engine.config import (
     parse_value,
     resolve_config,
 )
+from tests.fixtures import ellipse_dataset
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_dataset(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
-    """``n`` images with a drawn ellipse (the mask) on noise, in images/ + masks/."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(exist_ok=True)
-    for i in range(n):
-        img = (rng.random((size, size, 3)) * 60 + 80).astype(np.uint8)
-        m = Image.new("L", (size, size), 0)
-        cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
-        ImageDraw.Draw(m).ellipse([cx - 14, cy - 10, cx + 14, cy + 10], fill=255)
-        img[np.asarray(m) > 127] = (30, 30, 200)
-        Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
-        m.save(root / "masks" / f"img{i:02d}.png")
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(data: Path, out: Path, **extra: object) -> dict:
@@ -190,8 +167,8 @@ def test_repeat_sampler_counts_and_determinism() -> None:
 def test_plan_data_ratio_split_val_dir_and_fold(tmp_path: Path) -> None:
     from abanet.engine.data import plan_data
 
-    data = make_dataset(tmp_path / "d", n=10)
-    other = make_dataset(tmp_path / "o", n=4, seed=1)
+    data = ellipse_dataset(tmp_path / "d", n=10)
+    other = ellipse_dataset(tmp_path / "o", n=4, seed=1)
     cfg = resolve_config(
         {
             "data": {
@@ -269,7 +246,7 @@ def test_build_optimizer(name: str) -> None:
 def test_bad_input_size_for_model(tmp_path: Path) -> None:
     from abanet.engine.training import train
 
-    data = make_dataset(tmp_path / "d", n=6)
+    data = ellipse_dataset(tmp_path / "d", n=6)
     cfg = tiny_config(data, tmp_path / "run", input_size=96)
     with pytest.raises(ConfigError, match=r"96 is not a multiple of 64 .*nearest valid size is"):
         train(cfg)
@@ -280,7 +257,7 @@ def test_train_end_to_end_outputs_and_export(tmp_path: Path) -> None:
     import abanet
     from abanet.engine.training import train
 
-    data = make_dataset(tmp_path / "d")
+    data = ellipse_dataset(tmp_path / "d")
     run = tmp_path / "run"
     res = train(tiny_config(data, run), command="abanet train test")
     assert res.global_step == 2
@@ -328,7 +305,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
     from abanet.engine.training import train
     from abanet.errors import AbanetError
 
-    data = make_dataset(tmp_path / "d")
+    data = ellipse_dataset(tmp_path / "d")
     run = tmp_path / "run"
     with pytest.raises(AbanetError, match="nothing to resume"):
         train(tiny_config(data, run), resume=True)

@@ -21,14 +21,7 @@ from abanet.engine.evaluation import (
 from abanet.errors import AbanetError
 from abanet.models import ModelConfig, SegmentationModel
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Oracle(SegmentationModel):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image, ImageDraw
 
 from abanet.engine.experiments import (
     SMOKE_SUBSTITUTES,
@@ -18,32 +15,12 @@ from abanet.engine.experiments import (
     run_experiment,
 )
 from abanet.errors import AbanetError
+from tests.fixtures import ellipse_dataset
 
 PRESETS = ["figure7", "table2", "table4", "table5", "table6", "table7", "table8", "table9"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and CI shares its cores between test workers)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_dataset(root: Path, n: int = 10, size: int = 64) -> Path:
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    for i in range(n):
-        img = (rng.random((size, size, 3)) * 60 + 80).astype(np.uint8)
-        m = Image.new("L", (size, size), 0)
-        cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
-        ImageDraw.Draw(m).ellipse([cx - 14, cy - 10, cx + 14, cy + 10], fill=255)
-        img[np.asarray(m) > 127] = (30, 30, 200)
-        Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
-        m.save(root / "masks" / f"img{i:02d}.png")
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_preset_is_listed_and_builds_valid_configs(tmp_path: Path) -> None:
@@ -125,7 +102,7 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
 def test_unknown_preset_and_bad_override(tmp_path: Path) -> None:
     with pytest.raises(AbanetError, match="unknown experiment 'table99'.*table2"):
         load_preset("table99")
-    data = make_dataset(tmp_path / "d", n=4)
+    data = ellipse_dataset(tmp_path / "d", n=4)
     with pytest.raises(AbanetError, match="unknown config key 'optim.lrr'"):
         run_experiment(
             "table6", data, tmp_path / "x", overrides=["optim.lrr=1"], log=lambda s: None
@@ -135,7 +112,7 @@ def test_unknown_preset_and_bad_override(tmp_path: Path) -> None:
 
 
 def test_table6_smoke_end_to_end_and_resume(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "d")
+    data = ellipse_dataset(tmp_path / "d", n=10)
     out = tmp_path / "exp"
     logs: list[str] = []
     res = run_experiment("table6", data, out, scale="smoke", log=logs.append)
@@ -159,7 +136,7 @@ def test_table6_smoke_end_to_end_and_resume(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [p for p in PRESETS if p != "table6"])
 def test_every_preset_runs_at_smoke_scale(tmp_path: Path, name: str) -> None:
-    data = make_dataset(tmp_path / "d")
+    data = ellipse_dataset(tmp_path / "d", n=10)
     res = run_experiment(name, data, tmp_path / "exp", scale="smoke", log=lambda s: None)
     spec = load_preset(name, "smoke")
     assert res.trained == len(spec.runs) * spec.trials
@@ -174,7 +151,7 @@ def test_every_preset_runs_at_smoke_scale(tmp_path: Path, name: str) -> None:
 @pytest.mark.slow
 def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
     """The paper's architecture itself (no substitution) through a one-run preset file."""
-    data = make_dataset(tmp_path / "d", n=6)
+    data = ellipse_dataset(tmp_path / "d", n=6)
     preset = tmp_path / "one.yaml"
     preset.write_text(
         "title: one run\nrow_header: Model\ncolumns: [iou]\n"

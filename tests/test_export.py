@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import onnx
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import abanet
 from abanet.cli.main import app
-from abanet.inference import backends as B
 from abanet.inference.export import (
     ExportError,
     check_shapes,
@@ -18,15 +16,7 @@ from abanet.inference.export import (
     verify_onnx,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One thread keeps tests quick on a busy CPU (two threads thrash when cores are shared)."""
-    before = torch.get_num_threads()
-    monkeypatch.setattr(B, "available_cores", lambda: 1)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _round_trip(name: str, size: int, tmp_path) -> None:
