@@ -251,3 +251,29 @@ def test_evaluate_saved_model_through_cli(tmp_path: Path) -> None:
         ],
     )
     assert r.exit_code == 2 and "no such model" in r.output
+
+
+def test_fill_holes_and_flip_tta_switches(tmp_path: Path) -> None:
+    """A mask whose middle is not red: the oracle leaves a hole that fill_holes closes."""
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    m = np.zeros((64, 64), np.uint8)
+    m[16:48, 12:52] = 255
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[m > 0] = (255, 0, 0)
+    img[28:36, 28:36] = 0  # the hole
+    Image.fromarray(img).save(root / "images" / "a.png")
+    Image.fromarray(m).save(root / "masks" / "a.png")
+    plain = evaluate(Oracle(), root, None, device="cpu", structure=False)
+    assert plain.metrics["iou"] == pytest.approx(1 - 64 / (32 * 40), abs=0.01)
+    assert plain.summary["flip_tta"] is False and plain.summary["fill_holes"] is False
+    filled = evaluate(Oracle(), root, None, device="cpu", structure=False, fill_holes=True)
+    assert filled.metrics["iou"] == pytest.approx(1.0)
+    model = Oracle()
+    model.config.flip_tta = True  # the config's choice is the default ...
+    tta = evaluate(model, root, None, device="cpu", structure=False)
+    assert tta.summary["flip_tta"] is True
+    assert tta.metrics["iou"] == pytest.approx(plain.metrics["iou"])  # the oracle is mirror-safe
+    off = evaluate(model, root, None, device="cpu", structure=False, flip_tta=False)
+    assert off.summary["flip_tta"] is False  # ... and an explicit False overrides it

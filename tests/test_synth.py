@@ -529,3 +529,17 @@ def test_item_rng_depends_on_seed_and_index_only() -> None:
     np.testing.assert_array_equal(a, item_rng(1, 7).integers(1 << 30, size=4))
     assert not np.array_equal(a, item_rng(1, 8).integers(1 << 30, size=4))
     assert not np.array_equal(a, item_rng(2, 7).integers(1 << 30, size=4))
+
+
+def test_options_from_settings_parses_checks_and_names_bad_keys() -> None:
+    from abanet.synth.render import options_from_settings
+
+    o = options_from_settings(["p_texture=0", "max_rotation=5"], size=128)
+    assert (o.p_texture, o.max_rotation, o.size) == (0.0, 5.0, 128)
+    assert o.p_hand == SynthOptions().p_hand
+    with pytest.raises(AbanetError, match="p_textur.*KEY one of"):
+        options_from_settings(["p_textur=0"])
+    with pytest.raises(AbanetError, match="not a number"):
+        options_from_settings(["p_hand=lots"])
+    with pytest.raises(AbanetError, match=r"p_hand is a probability in \[0, 1\], got 1.5"):
+        options_from_settings(["p_hand=1.5"])

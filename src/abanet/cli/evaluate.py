@@ -40,6 +40,12 @@ def evaluate(
     no_structure: bool = typer.Option(
         False, "--no-structure", help="Skip F-beta, S-measure, E-measure (faster)."
     ),
+    flip_tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="Average with the mirrored image (default: the model's)."
+    ),
+    fill_holes: bool | None = typer.Option(
+        None, "--fill-holes/--no-fill-holes", help="Fill mask holes (default: the model's)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
 ) -> None:
     """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
@@ -64,6 +70,8 @@ def evaluate(
             structure=not no_structure,
             device=device,
             num_workers=workers,
+            flip_tta=flip_tta,
+            fill_holes=fill_holes,
             overwrite=overwrite,
         )
     except AbanetError as exc:

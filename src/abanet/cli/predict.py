@@ -27,6 +27,12 @@ def predict(
     cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png (RGBA)."),
     json_out: bool = typer.Option(False, "--json", help="Also write <stem>.json (faces)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    flip_tta: bool | None = typer.Option(
+        None, "--tta/--no-tta", help="Average with the mirrored image (default: the model's)."
+    ),
+    fill_holes: bool | None = typer.Option(
+        None, "--fill-holes/--no-fill-holes", help="Fill mask holes (default: the model's)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     profile: bool = typer.Option(
         False, "--profile", help="Print where the time went (decode, detect, model, encode...)."
@@ -54,6 +60,8 @@ def predict(
             threshold=threshold,
             detector=None if whole_image else detector,
             batch_size=batch_size,
+            flip_tta=flip_tta,
+            fill_holes=fill_holes,
         )
     except AbanetError as exc:
         console.print(f"[red]error:[/red] {exc}")

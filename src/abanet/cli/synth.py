@@ -35,14 +35,23 @@ def register(app: typer.Typer) -> None:
             help="'mfsd': a hand over the mask counts as mask (MFSD's convention); "
             "'exclude': occluders are never mask.",
         ),
+        settings: list[str] = typer.Option(
+            [],
+            "--set",
+            help="A synthesis knob KEY=VALUE (repeatable), e.g. --set p_texture=0: "
+            "see abanet.synth.SynthOptions (p_keep_colour, p_texture, p_camo, p_hand, p_hair, "
+            "p_loose, p_lowres, max_rotation, anchor_jitter).",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Put mask templates on real faces by landmarks: OUT/images/*.jpg + OUT/masks/*.png."""
         from abanet.errors import AbanetError
-        from abanet.synth import SynthOptions, generate
+        from abanet.synth import generate
+        from abanet.synth.render import options_from_settings
 
         try:
+            options = options_from_settings(settings, size=size, occluder_label=occluder_label)
             report = generate(
                 faces,
                 out,
@@ -53,7 +62,7 @@ def register(app: typer.Typer) -> None:
                 size=size,
                 overwrite=overwrite,
                 landmarks_file=landmarks,
-                options=SynthOptions(size=size, occluder_label=occluder_label),
+                options=options,
                 progress=progress,
             )
         except AbanetError as exc:

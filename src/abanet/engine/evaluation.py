@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from abanet.errors import AbanetError, DataError
+from abanet.inference.refine import fill_holes, flip_average
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
@@ -162,10 +163,22 @@ def _device(device: str) -> str:
 class Predictor:
     """Probability maps at each image's own size: resize in, predict, resize the probability out."""
 
-    def __init__(self, model: Any, size: int, device: str, channels_last: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        size: int,
+        device: str,
+        channels_last: bool = True,
+        flip_tta: bool = False,
+        fill_holes: bool = False,
+        threshold: float = 0.5,
+    ) -> None:
         import torch
 
         self.model = model
+        self.flip_tta = flip_tta
+        self.fill_holes = fill_holes
+        self.threshold = threshold
         self.size = size
         self.device = device
         self.channels_last = channels_last
@@ -184,7 +197,7 @@ class Predictor:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        probs = self.model.predict(x)
+        probs = flip_average(self.model.predict, x) if self.flip_tta else self.model.predict(x)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         self.forward_seconds += time.perf_counter() - t0
@@ -194,7 +207,10 @@ class Predictor:
             h, w = m.shape
             if tuple(p.shape[-2:]) != (h, w):
                 p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            out.append(p[0].clamp_(0.0, 1.0))
+            p = p[0].clamp_(0.0, 1.0)
+            if self.fill_holes:
+                p = torch.from_numpy(fill_holes(p.cpu().numpy(), self.threshold)).to(p.device)
+            out.append(p)
         return out
 
 
@@ -500,12 +516,15 @@ def evaluate(
     device: str = "auto",
     num_workers: int = 0,
     channels_last: bool = True,
+    flip_tta: bool | None = None,
+    fill_holes: bool | None = None,
     overwrite: bool = False,
 ) -> EvalResult:
     """Score ``model`` (a SegmentationModel, a shipped name or a saved folder/file) on the labelled
     pairs of ``data`` (a dataset folder or a list of samples; ``split``+``subset`` pick a part).
 
-    ``size`` overrides the model's input size; ``threshold`` its threshold. With ``out`` the files
+    ``size`` overrides the model's input size; ``threshold`` its threshold; ``flip_tta`` and
+    ``fill_holes`` its test-time refinements (``None``: as its config says). With ``out`` the files
     of the module docstring are written there (an existing ``summary.json`` is only replaced with
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
     IoU. Returns an :class:`EvalResult`.
@@ -541,7 +560,17 @@ def evaluate(
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )
-    predictor = Predictor(net, input_size, dev, channels_last=channels_last and dev == "cpu")
+    tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
+    holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
+    predictor = Predictor(
+        net,
+        input_size,
+        dev,
+        channels_last=channels_last and dev == "cpu",
+        flip_tta=tta,
+        fill_holes=holes,
+        threshold=thr,
+    )
     metrics = SegmentationMetrics(threshold=thr, structure=structure)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -565,6 +594,8 @@ def evaluate(
         "images": len(per_image),
         "input_size": input_size,
         "threshold": thr,
+        "flip_tta": tta,
+        "fill_holes": holes,
         "device": dev,
         "batch_size": batch_size,
         "fps": predictor.images / predictor.forward_seconds if predictor.forward_seconds else 0.0,

@@ -21,6 +21,7 @@ from abanet.errors import AbanetError, ModelError
 from abanet.faces.pipeline import PhotoPlan, PhotoResult
 from abanet.inference.backends import resolve_device
 from abanet.inference.profiling import StageTimer
+from abanet.inference.refine import fill_holes, flip_average
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -57,6 +58,8 @@ class Segmenter:
         threshold: probability threshold (default: the model config's).
         detector: face detector name for full photos, or ``None`` to always segment whole images.
         batch_size: crops per forward pass.
+        flip_tta, fill_holes: test-time refinements (:mod:`abanet.inference.refine`); ``None``
+            follows the model config.
     """
 
     def __init__(
@@ -67,6 +70,8 @@ class Segmenter:
         threshold: float | None = None,
         detector: str | None = "default",
         batch_size: int = 8,
+        flip_tta: bool | None = None,
+        fill_holes: bool | None = None,
     ) -> None:
         from abanet.models.hub import load_model
 
@@ -84,6 +89,8 @@ class Segmenter:
             )
         self.threshold = float(cfg.threshold if threshold is None else threshold)
         self.batch_size = max(1, int(batch_size))
+        self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
+        self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
         self._mean = np.asarray(cfg.mean, np.float32) * 255.0
         self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
         self.backend_name = backend
@@ -129,11 +136,15 @@ class Segmenter:
             with timer.stage("preprocess"):
                 batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
             with timer.stage("model"):
-                probs = self.backend.run(batch.to(self.device)).float().cpu().numpy()[:, 0]
+                x = batch.to(self.device)
+                run = self.backend.run
+                probs = flip_average(run, x) if self.flip_tta else run(x)
+                probs = probs.float().cpu().numpy()[:, 0]
             with timer.stage("postprocess"):
                 for crop, prob in zip(chunk, probs, strict=True):
                     h, w = crop.shape[:2]
-                    out.append(cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR))
+                    prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+                    out.append(fill_holes(prob, self.threshold) if self.fill_holes else prob)
         return out
 
     def plan(self, image: ImageLike, whole_image: bool = False) -> PhotoPlan:

@@ -22,6 +22,8 @@ class ModelConfig:
         mean, std: per-channel normalisation of RGB images scaled to [0, 1].
         threshold: probability above which a pixel counts as mask.
         size_divisor: height and width must be multiples of this.
+        flip_tta: average the prediction with that of the mirrored image at inference.
+        fill_holes: fill enclosed holes of the predicted mask at inference.
         metadata: free-form facts about trained weights (data, scores, command).
     """
 
@@ -32,6 +34,8 @@ class ModelConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     threshold: float = 0.5
     size_divisor: int = 32
+    flip_tta: bool = False
+    fill_holes: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

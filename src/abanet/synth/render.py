@@ -4,6 +4,7 @@ degrade the crop like an MFSD face crop, and derive the exact ground truth from 
 from __future__ import annotations
 
 import colorsys
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +54,32 @@ class SynthOptions:
             )
         if self.size < 32:
             raise AbanetError(f"size must be at least 32 px, got {self.size}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
+                raise AbanetError(f"{f.name} is a probability in [0, 1], got {value}")
+
+
+def options_from_settings(settings: Sequence[str], **base: Any) -> SynthOptions:
+    """``SynthOptions`` from ``["p_texture=0", "max_rotation=5"]`` plus keyword defaults."""
+    fields = {f.name: f.type for f in dataclasses.fields(SynthOptions)}
+    values: dict[str, Any] = dict(base)
+    for item in settings:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise AbanetError(
+                f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}"
+            )
+        if key == "occluder_label":
+            values[key] = text.strip()
+            continue
+        try:
+            number = float(text)
+        except ValueError:
+            raise AbanetError(f"--set {item!r}: {text!r} is not a number") from None
+        values[key] = int(number) if key == "size" else number
+    return SynthOptions(**values)
 
 
 # ----------------------------------------------------------------------------- small helpers
