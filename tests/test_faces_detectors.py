@@ -174,18 +174,19 @@ def test_ssd_still_finds_a_masked_face() -> None:
     assert masked and box_iou(masked[0].box, plain.box) > 0.7 and masked[0].score > 0.5
 
 
+def lower_half(crops: list[np.ndarray]) -> list[np.ndarray]:
+    """A stand-in segmenter: the lower half of every crop is mask."""
+    out = []
+    for c in crops:
+        p = np.zeros(c.shape[:2], np.float32)
+        p[c.shape[0] // 2 :, :] = 1.0
+        out.append(p)
+    return out
+
+
 def test_real_pipeline_on_the_astronaut() -> None:
     _need("ssd")
     image = _astronaut()
-
-    def lower_half(crops: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for c in crops:
-            p = np.zeros(c.shape[:2], np.float32)
-            p[c.shape[0] // 2 :, :] = 1.0
-            out.append(p)
-        return out
-
     res = segment_photo(image, "ssd", lower_half)
     assert not res.whole_image and len(res.faces) == 1
     (face,) = res.faces
@@ -193,3 +194,28 @@ def test_real_pipeline_on_the_astronaut() -> None:
     assert x2 - x1 == y2 - y1 and 60 < x2 - x1 < 130  # tight square around the face
     assert res.mask_area == face.mask_area == (x2 - x1) * ((y2 - y1) - (y2 - y1) // 2)
     assert res.mask[:y1].sum() == 0 and res.mask[y2:].sum() == 0
+
+
+def test_real_pipeline_on_the_generated_two_face_photo() -> None:
+    """The shipped sample made by abanet.synth: two masked faces pasted on a drawn background."""
+    _need("ssd")
+    from abanet.data.io import read_image
+    from abanet.inference.segmenter import default_samples_dir
+
+    image = read_image(default_samples_dir() / "sample_two_faces.jpg")  # 960 x 540
+    res = segment_photo(image, "ssd", lower_half)
+    assert not res.whole_image and len(res.faces) == 2
+    left, right = sorted(res.faces, key=lambda f: f.box[0])
+    assert left.box[2] < image.shape[1] / 2 < right.box[0]  # one face in each half
+    total = 0
+    for face in (left, right):
+        x1, y1, x2, y2 = face.crop_box
+        assert x2 - x1 == y2 - y1 > 100  # square crops around faces of ~170-250 px
+        cx1, cy1, cx2, cy2 = max(x1, 0), max(y1, 0), min(x2, 960), min(y2, 540)
+        mid = y1 + (y2 - y1) // 2
+        assert face.mask_area == (cx2 - cx1) * (cy2 - max(mid, cy1))
+        ys = [y for poly in face.polygons for _, y in poly]
+        assert min(ys) >= mid - 1 and max(ys) <= cy2  # polygons in the crop's lower half
+        total += face.mask_area
+    assert res.mask_area == total  # the two crops do not overlap: the union is the sum
+    assert res.mask[: min(left.crop_box[1], right.crop_box[1])].sum() == 0
