@@ -11,6 +11,8 @@ batch 8, the same number of optimisation steps, the same seed):
 - ``synth``: ``abanet synth`` pairs alone;
 - ``synth-plain``: the same faces and seed, but every mask keeps its template's own colours (no
   recolouring, fabric textures or camouflage): what the colour and texture variation is worth;
+- ``synth-clean``: the same, but no occluders (hand, hair), no loose framing and no low-resolution
+  rendering: what those degradations are worth;
 - ``seg500``: ``maskedface-net-seg500/train`` alone;
 - ``real``: the real crops of the split's training part alone (the reference);
 - ``synth+real`` / ``seg500+real``: the real crops plus as many synthetic / seg500 pairs per
@@ -37,12 +39,15 @@ MFSD = "../shared/data/mfsd-dev"
 SEG500 = "../shared/data/maskedface-net-seg500/train"
 
 
-def data_entries(cond: str, synth: str, synth_plain: str) -> tuple[list[dict], bool]:
+def data_entries(
+    cond: str, synth: str, synth_plain: str, synth_clean: str
+) -> tuple[list[dict], bool]:
     """``data.train`` entries for a condition and whether the real crops (with the split) lead."""
     real = {"path": MFSD, "repeat": 4}  # ~90 train crops x4 = ~360 per epoch
     table = {
         "synth": ([{"path": synth}], False),
         "synth-plain": ([{"path": synth_plain}], False),
+        "synth-clean": ([{"path": synth_clean}], False),
         "seg500": ([{"path": SEG500}], False),
         "real": ([real], True),
         "synth+real": ([real, {"path": synth, "repeat": 0.16}], True),  # 2200 x0.16 = 352
@@ -88,6 +93,11 @@ def main() -> None:
         default="runs/synth-plain",
         help="the same, made with --set p_keep_colour=1 --set p_texture=0 --set p_camo=0",
     )
+    ap.add_argument(
+        "--synth-clean",
+        default="runs/synth-clean",
+        help="the same, made with --set p_hand=0 --set p_hair=0 --set p_loose=0 --set p_lowres=0",
+    )
     ap.add_argument("--split", default="configs/splits/mfsd-dev-cv4/fold0.json")
     ap.add_argument("--config", default="configs/default_model.yaml")
     args = ap.parse_args()
@@ -97,7 +107,7 @@ def main() -> None:
     if res_path.exists():
         results = json.loads(res_path.read_text())
     for cond in args.conditions:
-        entries, with_real = data_entries(cond, args.synth, args.synth_plain)
+        entries, with_real = data_entries(cond, args.synth, args.synth_plain, args.synth_clean)
         run_dir = args.out / cond.replace("+", "_")
         model = run_dir / "model"
         if not (model / "config.json").exists():
