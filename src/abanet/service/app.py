@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from PIL import Image
 
@@ -62,7 +63,7 @@ def create_app(segmenter: Any) -> FastAPI:
         whole_image: bool = Query(False, description="skip face detection"),
     ) -> Response:
         image = await _decode(file)
-        result = _segment(image, whole_image)
+        result = await run_in_threadpool(_segment, image, whole_image)
         buf = io.BytesIO()
         Image.fromarray(encode_mask(result, soft), mode="L").save(buf, format="PNG")
         return Response(
@@ -76,7 +77,7 @@ def create_app(segmenter: Any) -> FastAPI:
         file: UploadFile = File(...), whole_image: bool = Query(False)
     ) -> dict[str, Any]:
         image = await _decode(file)
-        result = _segment(image, whole_image)
+        result = await run_in_threadpool(_segment, image, whole_image)
         return {"image": file.filename, **result.to_json()}
 
     return app
