@@ -237,3 +237,15 @@ def test_write_image_atomic(tmp_path: Path) -> None:
         write_image_atomic(tmp_path / "f.png", arr.astype(np.float32))
     leftovers = [q.name for q in tmp_path.rglob("*") if q.name.startswith(".")]
     assert leftovers == []
+
+
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path) -> None:
+    import os
+
+    from abanet.data.io import FILE_MODE, write_bytes_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = write_bytes_atomic(tmp_path / "a.bin", b"x")
+    assert 0o666 & ~umask == FILE_MODE
+    assert path.stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's owner-only 0600

@@ -36,7 +36,6 @@ def benchmark(
     """Images/s, ms/image (median after warm-up) and peak memory of one backend."""
     import json
     import os
-    import tempfile
 
     from abanet.errors import AbanetError
     from abanet.inference.benchmark import format_result, run_benchmark
@@ -63,7 +62,9 @@ def benchmark(
     typer.echo(format_result(result))
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=json_file.parent, prefix=f".{json_file.name}.")
+        from abanet.data.io import atomic_temp
+
+        fd, tmp = atomic_temp(json_file)
         with os.fdopen(fd, "w") as fh:
             json.dump(result, fh, indent=2, default=str)
             fh.write("\n")

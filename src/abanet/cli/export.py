@@ -24,7 +24,6 @@ def export(
 ) -> None:
     """Export MODEL to FILE; batch, height and width stay dynamic in the graph."""
     import os
-    import tempfile
 
     from abanet.errors import AbanetError
     from abanet.inference.benchmark import resolve_model
@@ -43,9 +42,9 @@ def export(
         cfg = net.config
         size = int(size or cfg.input_size)
         output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            dir=output.parent, prefix=f".{output.name}.", suffix=".onnx"
-        )
+        from abanet.data.io import atomic_temp
+
+        fd, tmp_name = atomic_temp(output, suffix=".onnx")
         os.close(fd)
         tmp = Path(tmp_name)
         try:

@@ -277,13 +277,27 @@ def _as_savable(array: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+_UMASK = os.umask(0o022)  # read the process umask once (os.umask is not thread-safe) ...
+os.umask(_UMASK)  # ... and put it back
+#: permissions of a newly written file: what ``open()`` would give under the process umask
+FILE_MODE = 0o666 & ~_UMASK
+
+
+def atomic_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temporary file beside ``target`` for an atomic ``os.replace``, with the permissions a
+    new file gets (``mkstemp`` alone would leave it readable by its owner only)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.fchmod(fd, FILE_MODE)
+    return fd, tmp
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
     """Write raw bytes via a temp file in the same folder and ``os.replace``."""
     target = Path(path)
     if target.exists() and not overwrite:
         raise DataError(f"{target}: file exists (pass overwrite=True / --overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, tmp = atomic_temp(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from abanet.data.io import atomic_temp
 from abanet.engine.config import ConfigError, dump_yaml, read_yaml, resolve_config
 from abanet.errors import AbanetError
 
@@ -67,7 +67,7 @@ def _atomic_checkpoint_io() -> Any:
         ) -> None:
             target = Path(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            fd, tmp = atomic_temp(target)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     torch.save(checkpoint, fh)

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from abanet.data.io import atomic_temp
 from abanet.errors import AbanetError
 
 BACKENDS = (
@@ -676,7 +676,7 @@ def _write_disk_cache(key: str, value: dict[str, Any]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = _read_disk_cache()
         data[key] = value
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".auto_backend.", suffix=".tmp")
+        fd, tmp = atomic_temp(path)
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=1, sort_keys=True)
         os.replace(tmp, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from abanet.data.io import atomic_temp
 from abanet.errors import AbanetError
 
 DEFAULT_OPSET = 17
@@ -98,7 +98,7 @@ def export_onnx(
         props["abanet_config"] = json.dumps(config.to_dict(), default=str)
     data = _finish(buffer.getvalue(), props)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = atomic_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
