@@ -35,7 +35,6 @@ def benchmark(
 ) -> None:
     """Images/s, ms/image (median after warm-up) and peak memory of one backend."""
     import json
-    import os
 
     from abanet.errors import AbanetError
     from abanet.inference.benchmark import format_result, run_benchmark
@@ -61,12 +60,8 @@ def benchmark(
         raise typer.Exit(2) from exc
     typer.echo(format_result(result))
     if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        from abanet.data.io import atomic_temp
+        from abanet.data.io import write_bytes_atomic
 
-        fd, tmp = atomic_temp(json_file)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(result, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, json_file)
+        text = json.dumps(result, indent=2, default=str) + "\n"
+        write_bytes_atomic(json_file, text.encode(), overwrite=True)  # existence checked above
         typer.echo(f"wrote {json_file}")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from abanet.data.io import atomic_temp
+from abanet.data.io import write_bytes_atomic
 from abanet.errors import AbanetError
 
 BACKENDS = (
@@ -673,13 +673,10 @@ def _read_disk_cache() -> dict[str, Any]:
 def _write_disk_cache(key: str, value: dict[str, Any]) -> None:
     path = _disk_cache_file()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = _read_disk_cache()
         data[key] = value
-        fd, tmp = atomic_temp(path)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        text = json.dumps(data, indent=1, sort_keys=True)
+        write_bytes_atomic(path, text.encode(), overwrite=True)
     except OSError:  # a read-only home must not break inference
         pass
 
