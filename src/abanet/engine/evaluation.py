@@ -28,17 +28,11 @@ import numpy as np
 
 from abanet.errors import AbanetError, DataError
 from abanet.inference.refine import fill_holes, flip_average
+from abanet.metrics.structure import STRUCTURE_KEYS
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
-STRUCTURE_COLUMNS = (
-    "fbeta_adaptive",
-    "fbeta_max",
-    "smeasure",
-    "emeasure_adaptive",
-    "emeasure_mean",
-    "emeasure_max",
-)
+STRUCTURE_COLUMNS = STRUCTURE_KEYS
 #: Metrics a baselines file may hold (any subset; ``model`` and ``image`` are required).
 COMPARE_METRICS = ("iou", "f1", "precision", "recall", "accuracy", "mae")
 GRID_HEADER = 20  # pixels of the label row at the top of a grid

@@ -33,6 +33,7 @@ import yaml
 
 from abanet.engine.config import ConfigError, merge, parse_overrides
 from abanet.errors import AbanetError
+from abanet.metrics.structure import STRUCTURE_KEYS
 
 SCALES = ("smoke", "full")
 
@@ -71,15 +72,7 @@ SMOKE_SUBSTITUTES: dict[str, dict[str, Any]] = {
 
 #: How a metric is shown in a table: percent (x100), a fraction, or a plain number.
 _PERCENT = {"iou", "f1", "precision", "recall", "accuracy"}
-_FRACTION = {
-    "mae",
-    "fbeta_adaptive",
-    "fbeta_max",
-    "smeasure",
-    "emeasure_adaptive",
-    "emeasure_mean",
-    "emeasure_max",
-}
+_FRACTION = {"mae", *STRUCTURE_KEYS}
 COLUMN_TITLES = {
     "iou": "IoU",
     "f1": "F1-score",

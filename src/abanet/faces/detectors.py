@@ -333,7 +333,29 @@ def _import_dlib() -> Any:
     return dlib
 
 
-class DlibHOGDetector(FaceDetector):
+class _DlibDetector(FaceDetector):
+    """Shared by the dlib detectors: size limit, upsampling of small images, box conversion."""
+
+    def __init__(self, threshold: float, upsample_below: int, max_side: int | None) -> None:
+        self._dlib = _import_dlib()
+        self.threshold = threshold
+        self.upsample_below = upsample_below
+        self.max_side = max_side
+
+    def _rects(self, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        """dlib rectangles and scores at or above ``threshold``."""
+        raise NotImplementedError
+
+    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
+        image, scale = _resize_limit(image_rgb, self.max_side)
+        up = 1 if max(image.shape[:2]) < self.upsample_below else 0
+        return [
+            Face(_scaled((r.left(), r.top(), r.right() + 1, r.bottom() + 1), scale), float(s))
+            for r, s in self._rects(image, up)
+        ]
+
+
+class DlibHOGDetector(_DlibDetector):
     """dlib's HOG + linear SVM frontal face detector (no weight file). Score: SVM margin."""
 
     name = "dlib-hog"
@@ -341,23 +363,15 @@ class DlibHOGDetector(FaceDetector):
     def __init__(
         self, threshold: float = 0.0, upsample_below: int = 1024, max_side: int | None = 1600
     ) -> None:
-        self._dlib = _import_dlib()
+        super().__init__(threshold, upsample_below, max_side)
         self._det = self._dlib.get_frontal_face_detector()
-        self.threshold = threshold
-        self.upsample_below = upsample_below
-        self.max_side = max_side
 
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
-        image, scale = _resize_limit(image_rgb, self.max_side)
-        up = 1 if max(image.shape[:2]) < self.upsample_below else 0
-        rects, scores, _ = self._det.run(image, up, self.threshold)
-        return [
-            Face(_scaled((r.left(), r.top(), r.right() + 1, r.bottom() + 1), scale), float(s))
-            for r, s in zip(rects, scores, strict=True)
-        ]
+    def _rects(self, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        rects, scores, _ = self._det.run(image, upsample, self.threshold)
+        return list(zip(rects, scores, strict=True))
 
 
-class DlibCNNDetector(FaceDetector):
+class DlibCNNDetector(_DlibDetector):
     """dlib's MMOD CNN face detector (``mmod_human_face_detector.dat``). Score: MMOD confidence."""
 
     name = "dlib-cnn"
@@ -369,7 +383,7 @@ class DlibCNNDetector(FaceDetector):
         max_side: int | None = 1024,
         weights: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._dlib = _import_dlib()
+        super().__init__(threshold, upsample_below, max_side)
         path = (
             Path(weights)
             if weights
@@ -384,25 +398,13 @@ class DlibCNNDetector(FaceDetector):
                 "ABANET_DLIB_DIR"
             )
         self._det = self._dlib.cnn_face_detection_model_v1(str(path))
-        self.threshold = threshold
-        self.upsample_below = upsample_below
-        self.max_side = max_side
 
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
-        image, scale = _resize_limit(image_rgb, self.max_side)
-        up = 1 if max(image.shape[:2]) < self.upsample_below else 0
-        faces = []
-        for d in self._det(image, up):
-            if d.confidence < self.threshold:
-                continue
-            r = d.rect
-            faces.append(
-                Face(
-                    _scaled((r.left(), r.top(), r.right() + 1, r.bottom() + 1), scale),
-                    float(d.confidence),
-                )
-            )
-        return faces
+    def _rects(self, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+        return [
+            (d.rect, d.confidence)
+            for d in self._det(image, upsample)
+            if d.confidence >= self.threshold
+        ]
 
 
 # --------------------------------------------------------------------------------------------
