@@ -27,6 +27,7 @@ from abanet.synth import (
     load_templates,
     mask_anchors,
     parse_masks_cfg,
+    restyle_mask,
     synthesize,
     yaw_ratio,
 )
@@ -543,3 +544,37 @@ def test_options_from_settings_parses_checks_and_names_bad_keys() -> None:
         options_from_settings(["p_hand=lots"])
     with pytest.raises(AbanetError, match=r"p_hand is a probability in \[0, 1\], got 1.5"):
         options_from_settings(["p_hand=1.5"])
+
+
+# ----------------------------------------------------------------------------- restyle_mask
+
+
+def test_restyle_mask_repaints_inside_only_and_keeps_shading() -> None:
+    image = np.full((40, 50, 3), 90, np.uint8)
+    mask = np.zeros((40, 50), bool)
+    mask[20:34, 10:40] = True
+    image[mask] = (150, 190, 230)  # a light-blue "template"
+    image[26:28, 10:40] = (100, 127, 153)  # a darker pleat across it
+    options = SynthOptions(p_keep_colour=0.0, p_texture=0.0, p_camo=0.0)
+    out, desc = restyle_mask(image, mask, np.random.default_rng(0), options=options)
+    assert desc.startswith("colour:")
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~mask], image[~mask])  # outside: untouched
+    assert np.abs(out[mask].astype(int) - image[mask]).max() > 30  # inside: a new colour
+    flat, pleat = out[22, 20].astype(float).mean(), out[27, 20].astype(float).mean()
+    assert pleat < flat  # the pleat's shading survives the repaint
+
+
+def test_restyle_mask_is_deterministic_and_checks_inputs() -> None:
+    image = np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[8:14, 2:14] = 1
+    a, _ = restyle_mask(image, mask, np.random.default_rng(5))
+    b, _ = restyle_mask(image, mask, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(AbanetError, match="does not match"):
+        restyle_mask(image, mask[:8], np.random.default_rng(0))
+    with pytest.raises(PlacementError, match="empty"):
+        restyle_mask(image, np.zeros_like(mask), np.random.default_rng(0))
+    with pytest.raises(AbanetError, match="uint8 HxWx3"):
+        restyle_mask(image[..., 0], mask, np.random.default_rng(0))

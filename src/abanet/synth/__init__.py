@@ -1,6 +1,7 @@
 """Synthetic masked faces: mask templates placed on real unmasked faces by facial landmarks.
 
-``generate`` writes a dataset (images/*.jpg + masks/*.png); ``synthesize`` renders one pair.
+``generate`` writes a dataset (images/*.jpg + masks/*.png); ``synthesize`` renders one pair;
+``restyle_mask`` repaints the labelled mask of an existing photo (same label, new look).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from abanet.synth.landmarks import (
     mask_anchors,
     yaw_ratio,
 )
-from abanet.synth.render import PlacementError, SynthOptions, synthesize
+from abanet.synth.render import PlacementError, SynthOptions, restyle_mask, synthesize
 from abanet.synth.templates import MaskTemplate, TemplateSet, load_templates, parse_masks_cfg
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "load_templates",
     "mask_anchors",
     "parse_masks_cfg",
+    "restyle_mask",
     "synthesize",
     "yaw_ratio",
 ]

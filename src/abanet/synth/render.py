@@ -241,6 +241,39 @@ def style_template(
     return np.clip(out, 0, 1).astype(np.float32), alpha, f"colour:{name}"
 
 
+def restyle_mask(
+    image: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    textures: Sequence[np.ndarray] = (),
+    options: SynthOptions | None = None,
+) -> tuple[np.ndarray, str]:
+    """Repaint the labelled mask of a photo (uint8 HxWx3; ``mask`` HxW, nonzero = mask) with a
+    new colour, fabric texture or pattern, keeping its shading (pleats, folds) and shape, so the
+    label stays valid. Returns the new image and a description (as :func:`style_template`).
+
+    Meant for sets whose masks all look alike (``maskedface-net-seg500``: one light-blue
+    template on portraits with neck, hair and clothes): the framing is worth having, the colour
+    is not. ``options.p_keep_colour`` still applies (0 forces a new look).
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise AbanetError(f"expected a uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise AbanetError(f"mask size {mask.shape} does not match image size {image.shape[:2]}")
+    ys, xs = np.nonzero(mask)
+    if not len(ys):
+        raise PlacementError("the mask is empty: nothing to restyle")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    crop = image[y0:y1, x0:x1]
+    alpha = (mask[y0:y1, x0:x1] > 0).astype(np.uint8) * 255
+    region = MaskTemplate("photo", "photo", "front", np.dstack([crop, alpha]), np.zeros((6, 2)))
+    rgb, a, desc = style_template(region, rng, textures, options)
+    out = image.astype(np.float32) / 255.0
+    a3 = a[..., None]
+    out[y0:y1, x0:x1] = rgb * a3 + out[y0:y1, x0:x1] * (1.0 - a3)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8), desc
+
+
 # ----------------------------------------------------------------------------- geometry
 
 
