@@ -301,6 +301,28 @@ def test_train_end_to_end_outputs_and_export(tmp_path: Path) -> None:
         train(tiny_config(data, run))
 
 
+def test_export_last_writes_the_final_weights(tmp_path: Path) -> None:
+    import abanet
+    from abanet.engine.training import train
+
+    data = ellipse_dataset(tmp_path / "d")
+    run = tmp_path / "run"
+    cfg = tiny_config(data, run)
+    cfg["trainer"].update(max_steps=3, val_every_n_steps=1, export="last")
+    res = train(cfg)
+    assert res.exported == "last"
+    assert json.loads((run / "result.json").read_text())["exported"] == "last"
+    model = abanet.load_model(run / "model")
+    assert model.config.metadata["training"]["exported"] == "last"
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 3
+    weights = {k.split(".", 1)[1]: v for k, v in last["state_dict"].items()}
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    with pytest.raises(ConfigError, match="trainer.export"):
+        resolve_config(None, ["trainer.export=final"])
+
+
 def test_resume_continues_from_last_checkpoint(tmp_path: Path) -> None:
     from abanet.engine.training import train
     from abanet.errors import AbanetError

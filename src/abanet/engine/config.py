@@ -27,6 +27,7 @@ FREE_FORM = ("model.kwargs",)
 OPTIMIZERS = ("adam", "adamw", "adamax", "rmsprop", "sgd")
 SCHEDULERS = ("none", "cosine", "step", "plateau")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64", "64-true")
+EXPORTS = ("best", "last")  # which weights a run exports to RUN/model
 AUGMENT = ("none", "light", "default", "heavy")
 TRAIN_ENTRY_KEYS = ("path", "repeat", "kind")
 
@@ -340,6 +341,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _num(cfg, "trainer.grad_clip", minimum=0, exclusive=True, optional=True)
     _num(cfg, "trainer.log_every", integer=True, minimum=1)
     _num(cfg, "trainer.cpu_threads", integer=True, minimum=1, optional=True)
+    _choice(cfg, "trainer.export", EXPORTS)
     _num(cfg, "early_stopping.patience", integer=True, minimum=1, optional=True)
     _num(cfg, "early_stopping.min_delta", minimum=0)
 

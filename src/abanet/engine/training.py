@@ -41,13 +41,14 @@ class TrainResult:
     best_checkpoint: Path | None
     last_checkpoint: Path | None
     best_score: float | None
-    val_scores: dict[str, float] = field(default_factory=dict)
+    val_scores: dict[str, float] = field(default_factory=dict)  # of the exported weights
+    exported: str = "best"  # which weights RUN/model holds: "best" or "last"
     global_step: int = 0
     epochs: int = 0
     seconds: float = 0.0
     split_file: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
-    model: Any = field(default=None, repr=False)  # the best model, in memory (eval mode)
+    model: Any = field(default=None, repr=False)  # the exported model, in memory (eval mode)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready facts (paths as text; without the config and the model)."""
@@ -280,9 +281,13 @@ def train(
             trainer.save_checkpoint(best, weights_only=False)
             _set_best(ckpt_cb, best, best_score)
             val_scores = dict(module.last_val_scores)
+    final_scores = dict(module.last_val_scores)  # the final weights' validation scores
     # last.ckpt: the final state, with the checkpoint callback's up-to-date best (for --resume).
     trainer.save_checkpoint(last_ckpt, weights_only=False)
-    if best is not None and best.is_file() and not val_scores:
+    export = cfg["trainer"]["export"]
+    if export == "last":
+        val_scores = final_scores
+    elif best is not None and best.is_file() and not val_scores:
         _load_weights(module, best)
         trainer.validate(module, datamodule=dm, verbose=False)
         val_scores = dict(module.last_val_scores)
@@ -304,6 +309,7 @@ def train(
                 "global_step": int(trainer.global_step),
                 "epochs": int(trainer.current_epoch),
                 "seed": int(cfg["seed"]),
+                "exported": export,
             },
             val_scores=val_scores,
             command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -317,6 +323,7 @@ def train(
         last_checkpoint=last_ckpt,
         best_score=best_score,
         val_scores=val_scores,
+        exported=export,
         global_step=int(trainer.global_step),
         epochs=int(trainer.current_epoch),
         seconds=seconds,
