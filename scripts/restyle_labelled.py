@@ -14,6 +14,7 @@ appearance options of ``abanet synth`` (``p_keep_colour``, ``p_texture``, ``p_ca
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def main() -> None:
     samples = paired(open_dataset(args.data)[0])
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     (args.out / "masks").mkdir(parents=True, exist_ok=True)
-    looks: dict[str, int] = {}
+    looks: Counter[str] = Counter()
     written = 0
     for i, sample in enumerate(samples):
         stem = Path(sample.name).stem
@@ -51,11 +52,11 @@ def main() -> None:
             mask = load_mask(sample)
             rng = item_rng(args.seed, i * args.copies + k)
             image, desc = restyle_mask(load_image(sample), mask, rng, textures, options)
-            looks[desc.split(":")[0]] = looks.get(desc.split(":")[0], 0) + 1
+            looks[desc.split(":")[0]] += 1
             write_image_atomic(mask_out, mask.astype(np.uint8) * 255, overwrite=True)
             write_image_atomic(image_out, image, overwrite=True, quality=92)
             written += 1
-    print(f"{written} restyled pairs in {args.out} ({len(samples)} sources); looks: {looks}")
+    print(f"{written} restyled pairs in {args.out} ({len(samples)} sources); looks: {dict(looks)}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from abanet.metrics.structure import STRUCTURE_KEYS
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
-STRUCTURE_COLUMNS = STRUCTURE_KEYS
 #: Metrics a baselines file may hold (any subset; ``model`` and ``image`` are required).
 COMPARE_METRICS = ("iou", "f1", "precision", "recall", "accuracy", "mae")
 GRID_HEADER = 20  # pixels of the label row at the top of a grid
@@ -610,7 +609,7 @@ def evaluate(
 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        columns = ["image", *BINARY_COLUMNS] + (list(STRUCTURE_COLUMNS) if structure else [])
+        columns = ["image", *BINARY_COLUMNS] + (list(STRUCTURE_KEYS) if structure else [])
         result.files["per_image"] = _write(out_dir / "per_image.csv", _csv_text(per_image, columns))
         if result.compare is not None:
             metrics_cols = summary["compare"]["metrics"]
