@@ -45,6 +45,10 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "dlib-cnn": ("dlib-cnn", {}),
     "mediapipe-short": ("mediapipe", {"model_selection": 0}),
     "mediapipe-full": ("mediapipe", {"model_selection": 1}),
+    "blazeface": ("blazeface", {}),
+    "blazeface-whole": ("blazeface", {"tiles": False}),
+    "blazeface-2+3": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4)]}),
+    "blazeface-3": ("blazeface", {"tiles": [(3, 0.45)]}),
 }
 SWEEP = {
     "ssd": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
@@ -54,6 +58,10 @@ SWEEP = {
     "dlib-cnn": [-0.5, 0.0, 0.5],
     "mediapipe-short": [0.3, 0.5, 0.7],
     "mediapipe-full": [0.3, 0.5, 0.7],
+    "blazeface": [0.3, 0.4, 0.5, 0.6, 0.7],
+    "blazeface-whole": [0.3, 0.5, 0.7],
+    "blazeface-2+3": [0.4, 0.5, 0.6, 0.7],
+    "blazeface-3": [0.4, 0.5, 0.6, 0.7],
 }
 
 # Runs under another interpreter (mediapipe needs numpy<2): prints one JSON line per image.

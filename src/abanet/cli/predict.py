@@ -87,7 +87,8 @@ def predict(
     )
     console.print(
         f"{len(summary.written)} written to {out}, {len(summary.skipped_existing)} skipped "
-        f"(exist), {len(summary.failed)} failed; {summary.faces} faces; model "
+        f"(exist), {len(summary.failed)} failed; {summary.faces} faces "
+        f"({summary.masked_faces} masked), {len(summary.no_face)} images with no face; model "
         f"{segmenter.model.config.name}, backend {getattr(segmenter.backend, 'name', backend)}",
         highlight=False,
     )

@@ -32,6 +32,8 @@ class SegmentationDataset(Dataset):
     Call :meth:`preload` to decode everything up front (before DataLoader workers fork, so they
     share it).
     ``seed``: reproducible augmentation; DataLoader workers reseed from torch's worker seed.
+    ``empty_masks``: the samples are negatives (e.g. bare faces): masks are not read, every mask
+    is empty.
     """
 
     def __init__(
@@ -45,10 +47,12 @@ class SegmentationDataset(Dataset):
         cache: bool = False,
         threshold: int = 127,
         seed: int | None = None,
+        empty_masks: bool = False,
     ) -> None:
         self.samples = list(samples)
+        self.empty_masks = empty_masks
         missing = [s for s in self.samples if s.mask_path is None]
-        if missing:
+        if missing and not empty_masks:
             raise DataError(
                 f"{missing[0].image_path}: no mask ({len(missing)} of {len(self.samples)} samples"
                 " have none; pass only paired samples)"
@@ -76,7 +80,10 @@ class SegmentationDataset(Dataset):
             return self._cache[index]
         s = self.samples[index]
         image = load_image(s)
-        mask = load_mask(s, self.threshold)
+        if self.empty_masks:
+            mask = np.zeros(image.shape[:2], np.uint8)
+        else:
+            mask = load_mask(s, self.threshold)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{s.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {s.image_path}"

@@ -29,7 +29,7 @@ SCHEDULERS = ("none", "cosine", "step", "plateau")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64", "64-true")
 EXPORTS = ("best", "last")  # which weights a run exports to RUN/model
 AUGMENT = ("none", "light", "default", "heavy")
-TRAIN_ENTRY_KEYS = ("path", "repeat", "kind")
+TRAIN_ENTRY_KEYS = ("path", "repeat", "kind", "negatives")
 
 
 def _read_yaml_text(text: str, where: str) -> Any:
@@ -219,7 +219,11 @@ def _choice(cfg: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
 
 
 def train_entries(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``data.train`` normalised to ``[{path, repeat, kind}]``."""
+    """``data.train`` normalised to ``[{path, repeat, kind, negatives}]``.
+
+    ``negatives: true`` marks a folder of images without masks (e.g. bare faces): every image is
+    trained on with an empty mask.
+    """
     raw = cfg["data"]["train"]
     if raw is None:
         raw = []
@@ -248,11 +252,17 @@ def train_entries(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise ConfigError(
                 f"config key 'data.train[{i}].repeat': expected a number > 0, got {repeat!r}"
             )
+        negatives = e.get("negatives", False)
+        if not isinstance(negatives, bool):
+            raise ConfigError(
+                f"config key 'data.train[{i}].negatives': expected true or false, got {negatives!r}"
+            )
         out.append(
             {
                 "path": str(e["path"]),
                 "repeat": float(repeat),
                 "kind": str(e.get("kind") or cfg["data"]["kind"]),
+                "negatives": negatives,
             }
         )
     return out

@@ -25,6 +25,7 @@ class Source:
     path: str
     samples: list[Sample]
     repeat: float = 1.0
+    negatives: bool = False  # images without masks, trained on with empty masks
 
 
 @dataclass
@@ -42,7 +43,13 @@ class DataPlan:
         """Facts for the run's metadata."""
         return {
             "train": [
-                {"path": s.path, "pairs": len(s.samples), "repeat": s.repeat} for s in self.sources
+                {
+                    "path": s.path,
+                    "pairs": len(s.samples),
+                    "repeat": s.repeat,
+                    **({"negatives": True} if s.negatives else {}),
+                }
+                for s in self.sources
             ],
             "val_pairs": len(self.val),
             "test_pairs": len(self.test),
@@ -50,8 +57,12 @@ class DataPlan:
         }
 
 
-def _read_pairs(path: str, kind: str) -> list[Sample]:
+def _read_pairs(path: str, kind: str, negatives: bool = False) -> list[Sample]:
     samples, problems = open_dataset(path, kind)
+    if negatives:  # every image, mask or not: the mask is empty by definition
+        if not samples:
+            raise DataError(f"{path}: no images found")
+        return [replace(s, mask_path=None) for s in samples]
     pairs = paired(samples)
     if not pairs:
         errors = [str(p) for p in problems if p.severity == "error"][:1]
@@ -77,8 +88,13 @@ def plan_data(cfg: Mapping[str, Any]) -> DataPlan:
     entries = train_entries(cfg)
     if not entries:
         raise ConfigError("config key 'data.train': no training dataset given (a list of folders)")
-    pairs = [_read_pairs(e["path"], e["kind"]) for e in entries]
-    sources = [Source(e["path"], p, e["repeat"]) for e, p in zip(entries, pairs, strict=True)]
+    pairs = [_read_pairs(e["path"], e["kind"], e["negatives"]) for e in entries]
+    sources = [
+        Source(e["path"], p, e["repeat"], e["negatives"]) for e, p in zip(entries, pairs, strict=True)
+    ]
+    if sources[0].negatives and (d["split"] or d["fold"] is not None):
+        raise ConfigError("config key 'data.train[0]': the split applies to the first dataset, "
+                          "which must have masks (put the negatives after it)")
     notes: list[str] = []
     if d["val"]:
         val = _read_pairs(str(d["val"]), str(d["kind"]))
@@ -106,7 +122,7 @@ def plan_data(cfg: Mapping[str, Any]) -> DataPlan:
         raise DataError(f"{first.path}: the split leaves no training samples")
     if not parts.get("val"):
         raise DataError(f"{first.path}: the split leaves no validation samples")
-    sources[0] = Source(first.path, parts["train"], first.repeat)
+    sources[0] = replace(first, samples=parts["train"])
     named = {k: [s.name for s in v] for k, v in parts.items()}
     return DataPlan(sources, parts["val"], named, source, parts.get("test", []), notes)
 
@@ -194,6 +210,7 @@ class SegmentationDataModule(L.LightningDataModule):
                     strength=self.augment,
                     cache=self.cache,
                     seed=self.seed + i,
+                    empty_masks=src.negatives,
                 )
                 if self.cache:
                     ds.preload()

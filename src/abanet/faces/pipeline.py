@@ -55,6 +55,14 @@ SegmentCrops = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 WHOLE_IMAGE_COVER = 0.6
 #: a face box (unclipped) at least this fraction of the image area -> the image is a face crop
 FACE_BOX_COVER = 0.5
+#: a face's mask score is the mean probability of the top ``MASK_SCORE_TOP`` share of its crop
+MASK_SCORE_TOP = 0.05
+#: a face whose mask score is below this has no mask: its map is emptied
+MIN_MASK_SCORE = 0.5
+#: a crop is re-segmented larger when its mask covers this share of a border row inside the photo
+EDGE_TOUCH = 0.05
+#: side of the extended crop (``EXTEND_SCALE`` x the crop's), same top edge, centred horizontally
+EXTEND_SCALE = 1.5
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class CropRule:
 
 #: measured crop rules per detector (see the module docstring); ``DEFAULT_CROP_RULE`` otherwise
 CROP_RULES: dict[str, CropRule] = {
+    "blazeface": CropRule(dx=0.0, dy=0.07, scale=1.07),
     "ssd": CropRule(dx=0.0, dy=0.08, scale=1.0),
     "mtcnn": CropRule(dx=0.0, dy=-0.02, scale=0.93),
 }
@@ -157,15 +166,26 @@ class FaceResult:
     polygons: list[list[list[int]]] = field(default_factory=list)
     landmarks: np.ndarray | None = None
     source: str | None = None
+    mask_score: float = 0.0  # mean of the crop's top 5 % probabilities (see mask_score())
+    extended: bool = False  # re-segmented in a larger crop because the mask reached its edge
+
+    @property
+    def masked(self) -> bool:
+        """Whether this face wears a mask (``mask_score >= MIN_MASK_SCORE``)."""
+        return self.mask_score >= MIN_MASK_SCORE
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "box": [round(float(v), 2) for v in self.box],
             "score": round(float(self.score), 4),
+            "masked": self.masked,
+            "mask_score": round(float(self.mask_score), 4),
             "crop_box": [int(v) for v in self.crop_box],
             "mask_area": int(self.mask_area),
             "polygons": self.polygons,
         }
+        if self.extended:
+            out["extended"] = True
         if self.source:
             out["detector"] = self.source
         if self.landmarks is not None:
@@ -182,23 +202,34 @@ class PhotoResult:
     faces: list[FaceResult]
     threshold: float
     whole_image: bool  # True when the image was segmented as one piece
+    no_face: bool = False  # the detector found no face: nothing was segmented, the mask is empty
+    mask_score: float = 0.0  # the highest mask score of a face (of the whole image when whole)
 
     @property
     def mask_area(self) -> int:
         return int(self.mask.sum())
+
+    @property
+    def masked_faces(self) -> int:
+        """Faces that wear a mask (:attr:`FaceResult.masked`)."""
+        return sum(f.masked for f in self.faces)
 
     def polygons(self, epsilon: float = 1.0) -> list[list[list[int]]]:
         """Outer polygons of the whole (union) mask."""
         return mask_polygons(self.mask, epsilon)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict: size, threshold, whole-image flag, mask area, polygons, faces."""
+        """JSON-ready dict: size, threshold, flags, mask score and area, polygons, faces."""
         h, w = self.mask.shape
         return {
             "width": int(w),
             "height": int(h),
             "threshold": float(self.threshold),
             "whole_image": bool(self.whole_image),
+            "no_face": bool(self.no_face),
+            "masked": bool(self.mask_score >= MIN_MASK_SCORE),
+            "mask_score": round(float(self.mask_score), 4),
+            "masked_faces": self.masked_faces,
             "mask_area": self.mask_area,
             "polygons": self.polygons(),
             "faces": [f.to_json() for f in self.faces],
@@ -257,36 +288,100 @@ def _crop_inside(face: Face, detector: FaceDetector | None, width: int, height: 
     return x2 > x1 and y2 > y1
 
 
+def mask_score(prob: np.ndarray, top: float = MASK_SCORE_TOP) -> float:
+    """How sure the model is that a crop holds a mask: the mean of its top ``top`` probabilities.
+
+    A masked face's mask covers 15-50 % of its crop, so its top 5 % are near 1; a bare face, a
+    shoulder or a wall gives at most a few stray pixels (docs/faces.md has the calibration).
+    """
+    flat = np.asarray(prob, np.float32).ravel()
+    if not flat.size:
+        return 0.0
+    k = max(1, round(top * flat.size))
+    return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
+
+
 @dataclass
 class PhotoPlan:
-    """A photo ready for the segmenter: its faces and the crops to segment (step 1 of 2)."""
+    """A photo ready for the segmenter: its faces and the crops to segment (step 1 of 2).
+
+    ``boxes`` is ``None`` when the image is segmented whole (one crop: the image), and so is it
+    when no face was found (``no_face``; then there is no crop and the mask will be empty).
+    """
 
     image: np.ndarray
     faces: list[Face]
     boxes: list[tuple[int, int, int, int]] | None  # square crop boxes; None: the whole image
     crops: list[np.ndarray]
+    no_face: bool = False
 
     @property
     def whole_image(self) -> bool:
-        return self.boxes is None
+        return self.boxes is None and not self.no_face
 
 
 def plan_photo(
     image_rgb: np.ndarray, detector: FaceDetector | str | None, whole_image: bool = False
 ) -> PhotoPlan:
-    """Detect faces and cut the crops to segment (crop and whole-image rules: module doc)."""
+    """Detect faces and cut the crops to segment (crop and whole-image rules: module doc).
+
+    The image is first looked at padded with grey (:meth:`FaceDetector.detect_padded`): when its
+    best face fills the image (the whole-image rule) the image is a face crop, segmented whole.
+    Otherwise the detector looks at the photo itself (faces found only in the padded view are
+    used when it finds none); when neither finds a face, the plan has no crop and the photo's
+    mask will be empty (``no_face``).
+    """
     image = as_rgb_image(image_rgb)
     if isinstance(detector, str):
         from abanet.faces.detectors import create_detector
 
         detector = create_detector(detector)
     h, w = image.shape[:2]
-    faces = [] if whole_image or detector is None else detector.detect(image)
-    faces = [f for f in faces if _crop_inside(f, detector, w, h)]  # drop empty/outside boxes
-    if whole_image or detector is None or not faces or is_face_crop(faces, w, h, detector):
+    if whole_image or detector is None:
+        return PhotoPlan(image, [], None, [image])
+    # a face crop first: in a tight crop, views of parts of the face (tiles) find false faces
+    context = [f for f in detector.detect_padded(image) if _crop_inside(f, detector, w, h)]
+    if context and is_face_crop(context[:1], w, h, detector):
+        return PhotoPlan(image, context[:1], None, [image])
+    faces = [f for f in detector.detect(image) if _crop_inside(f, detector, w, h)] or context
+    if not faces:
+        return PhotoPlan(image, [], None, [], no_face=True)
+    if is_face_crop(faces, w, h, detector):
         return PhotoPlan(image, faces, None, [image])
     boxes = [crop_rule_for(f, detector).crop_box(f.box) for f in faces]
     return PhotoPlan(image, faces, boxes, [extract_crop(image, b) for b in boxes])
+
+
+def extension_boxes(
+    plan: PhotoPlan, probs: Sequence[np.ndarray], threshold: float = 0.5
+) -> dict[int, tuple[int, int, int, int]]:
+    """Larger crops for faces whose mask reaches the bottom, left or right edge of their crop.
+
+    A mask cut flat by the crop's edge (an N95 reaching below the chin, a face turned aside) is
+    segmented again in a square ``EXTEND_SCALE`` x larger with the same top edge, centred on the
+    crop; :func:`finish_photo` takes the new map only outside the first crop. Edges on the
+    photo's border do not count (nothing lies beyond them). Returns ``{face index: box}``.
+    """
+    if plan.boxes is None:
+        return {}
+    h, w = plan.image.shape[:2]
+    out = {}
+    for i, (box, p) in enumerate(zip(plan.boxes, probs, strict=True)):
+        x1, y1, x2, y2 = box
+        side = x2 - x1
+        own = np.asarray(p) >= threshold
+        if mask_score(p) < MIN_MASK_SCORE:
+            continue
+        edges = (
+            (y2 < h, own[-1, :]),  # bottom
+            (x1 > 0, own[:, 0]),  # left
+            (x2 < w, own[:, -1]),  # right
+        )
+        if any(inside and row.mean() >= EDGE_TOUCH for inside, row in edges):
+            big = max(side + 1, round(EXTEND_SCALE * side))
+            left = (x1 + x2) // 2 - big // 2
+            out[i] = (left, y1, left + big, y1 + big)
+    return out
 
 
 def finish_photo(
@@ -294,14 +389,26 @@ def finish_photo(
     probs: Sequence[np.ndarray],
     threshold: float = 0.5,
     polygon_epsilon: float = 1.0,
+    extensions: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] | None = None,
 ) -> PhotoResult:
-    """Paste the crops' probability maps back into a full-resolution result (step 2 of 2)."""
+    """Paste the crops' probability maps back into a full-resolution result (step 2 of 2).
+
+    Faces whose mask score is below ``MIN_MASK_SCORE`` (bare faces, false detections) get an
+    empty map. ``extensions`` maps a face index to ``(box, prob)``: a larger crop (see
+    :func:`extension_boxes`) whose map fills in what lies outside the face's first crop.
+    """
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold {threshold} is outside [0, 1]")
     probs = _check_probs(probs, plan.crops)
     h, w = plan.image.shape[:2]
+    if plan.no_face:
+        zeros = np.zeros((h, w), np.float32)
+        return PhotoResult(zeros, zeros.astype(np.uint8), [], float(threshold), False, True)
     if plan.boxes is None:
         prob = probs[0]
+        score = mask_score(prob)
+        if score < MIN_MASK_SCORE:
+            prob = np.zeros_like(prob)
         mask = (prob >= threshold).astype(np.uint8)
         results = [
             FaceResult(
@@ -312,30 +419,50 @@ def finish_photo(
                 mask_polygons(mask, polygon_epsilon),
                 f.landmarks,
                 f.source,
+                score,
             )
             for f in plan.faces
         ]
-        return PhotoResult(np.ascontiguousarray(prob), mask, results, float(threshold), True)
+        return PhotoResult(
+            np.ascontiguousarray(prob), mask, results, float(threshold), True, mask_score=score
+        )
 
+    extensions = extensions or {}
     full = np.zeros((h, w), np.float32)
     results = []
-    for face, box, p in zip(plan.faces, plan.boxes, probs, strict=True):
+    for i, (face, box, p) in enumerate(zip(plan.faces, plan.boxes, probs, strict=True)):
+        score = mask_score(p)
+        own_map = np.zeros((h, w), np.float32)
         cx1, cy1, cx2, cy2 = clip_box(box, w, h)
-        part = p[cy1 - box[1] : cy2 - box[1], cx1 - box[0] : cx2 - box[0]]
-        np.maximum(full[cy1:cy2, cx1:cx2], part, out=full[cy1:cy2, cx1:cx2])
-        own = (part >= threshold).astype(np.uint8)
+        if score >= MIN_MASK_SCORE:
+            own_map[cy1:cy2, cx1:cx2] = p[cy1 - box[1] : cy2 - box[1], cx1 - box[0] : cx2 - box[0]]
+            if i in extensions:
+                ebox, ep = extensions[i]
+                ex1, ey1, ex2, ey2 = clip_box(ebox, w, h)
+                part = ep[ey1 - ebox[1] : ey2 - ebox[1], ex1 - ebox[0] : ex2 - ebox[0]].copy()
+                # inside the first crop the first map stands; the extension fills the rest
+                ix1, iy1, ix2, iy2 = max(cx1, ex1), max(cy1, ey1), min(cx2, ex2), min(cy2, ey2)
+                if ix2 > ix1 and iy2 > iy1:
+                    part[iy1 - ey1 : iy2 - ey1, ix1 - ex1 : ix2 - ex1] = own_map[iy1:iy2, ix1:ix2]
+                own_map[ey1:ey2, ex1:ex2] = part
+        np.maximum(full, own_map, out=full)
+        own = (own_map >= threshold).astype(np.uint8)
         results.append(
             FaceResult(
                 face.box,
                 face.score,
                 box,
                 int(own.sum()),
-                mask_polygons(own, polygon_epsilon, (cx1, cy1)),
+                mask_polygons(own, polygon_epsilon),
                 face.landmarks,
                 face.source,
+                score,
+                i in extensions and score >= MIN_MASK_SCORE,
             )
         )
-    return PhotoResult(full, (full >= threshold).astype(np.uint8), results, float(threshold), False)
+    best = max((r.mask_score for r in results), default=0.0)
+    mask = (full >= threshold).astype(np.uint8)
+    return PhotoResult(full, mask, results, float(threshold), False, mask_score=best)
 
 
 def segment_photo(
@@ -346,14 +473,31 @@ def segment_photo(
     whole_image: bool = False,
     polygon_epsilon: float = 1.0,
 ) -> PhotoResult:
-    """Segment the face-mask region of a photo (crop rule and whole-image rule: module doc).
+    """Segment the face-mask region of a photo (crop, whole-image and no-face rules: module doc).
 
     ``detector`` is a :class:`FaceDetector`, a registry name, or ``None`` (segment whole).
     ``segment_crops`` takes a list of RGB uint8 crops and returns one float probability map per
     crop, at the crop's size (the caller's model; sigmoid already applied). The same as
-    :func:`plan_photo`, ``segment_crops(plan.crops)``, :func:`finish_photo`.
+    :func:`plan_photo`, ``segment_crops(plan.crops)``, :func:`extend_photo`, :func:`finish_photo`.
     """
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold {threshold} is outside [0, 1]")
     plan = plan_photo(image_rgb, detector, whole_image)
-    return finish_photo(plan, segment_crops(plan.crops), threshold, polygon_epsilon)
+    probs = list(segment_crops(plan.crops)) if plan.crops else []
+    extensions = extend_photo(plan, probs, segment_crops, threshold)
+    return finish_photo(plan, probs, threshold, polygon_epsilon, extensions)
+
+
+def extend_photo(
+    plan: PhotoPlan,
+    probs: Sequence[np.ndarray],
+    segment_crops: SegmentCrops,
+    threshold: float = 0.5,
+) -> dict[int, tuple[tuple[int, int, int, int], np.ndarray]]:
+    """Segment the larger crops of :func:`extension_boxes`; the ``extensions`` of finish_photo."""
+    boxes = extension_boxes(plan, _check_probs(probs, plan.crops), threshold)
+    if not boxes:
+        return {}
+    crops = [extract_crop(plan.image, b) for b in boxes.values()]
+    maps = _check_probs(segment_crops(crops), crops)
+    return {i: (b, m) for (i, b), m in zip(boxes.items(), maps, strict=True)}

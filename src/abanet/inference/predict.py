@@ -41,6 +41,8 @@ class PredictSummary:
     skipped_existing: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     faces: int = 0
+    masked_faces: int = 0
+    no_face: list[Path] = field(default_factory=list)  # inputs where no face was found
     profile: dict[str, Any] = field(default_factory=dict)  # StageTimer.report of the run
 
     @property
@@ -175,7 +177,7 @@ def predict_files(
         with detect_lock, timer.stage("detect"):  # time the detector, not the wait for it
             return segmenter.plan(image, whole_image=whole_image)
 
-    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> int:
+    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> Any:
         result = segmenter.finish(plan, probs, timer)
         with timer.stage("encode"):
             for p in paths.values():
@@ -190,7 +192,7 @@ def predict_files(
                 record = {"image": str(job.path), **result.to_json()}
                 text = json.dumps(record, indent=1) + "\n"
                 write_bytes_atomic(paths["json"], text.encode(), overwrite=True)
-        return len(result.faces)
+        return result
 
     def fail(job: PredictJob, message: str) -> None:
         report(message)
@@ -239,7 +241,11 @@ def predict_files(
         run_model()
         for job, paths, fut in writes:
             try:
-                summary.faces += fut.result()
+                result = fut.result()
+                summary.faces += len(result.faces)
+                summary.masked_faces += result.masked_faces
+                if result.no_face:
+                    summary.no_face.append(job.path)
                 summary.written.append(paths["mask"])
             except (AbanetError, OSError) as exc:
                 fail(job, f"{job.path}: cannot write output ({exc})")

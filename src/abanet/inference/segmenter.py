@@ -157,11 +157,19 @@ class Segmenter:
     def finish(
         self, plan: PhotoPlan, probs: Sequence[np.ndarray], timer: StageTimer | None = None
     ) -> PhotoResult:
-        """Paste the crops' maps back at full resolution (step 3 of :meth:`segment`)."""
-        from abanet.faces.pipeline import finish_photo
+        """Paste the crops' maps back at full resolution (step 3 of :meth:`segment`).
 
-        with (timer or StageTimer()).stage("postprocess"):
-            return finish_photo(plan, probs, self.threshold)
+        Faces whose mask reaches the edge of their crop are first segmented again in a larger
+        crop (:func:`abanet.faces.pipeline.extend_photo`; rare, so done here per photo).
+        """
+        from abanet.faces.pipeline import extend_photo, finish_photo
+
+        timer = timer or StageTimer()
+        extensions = extend_photo(
+            plan, probs, lambda crops: self.segment_crops(crops, timer), self.threshold
+        )
+        with timer.stage("postprocess"):
+            return finish_photo(plan, probs, self.threshold, extensions=extensions)
 
     def segment(self, image: ImageLike, whole_image: bool = False) -> PhotoResult:
         """Full result for one image: ``PhotoResult`` with ``prob``, ``mask`` and ``faces``."""
