@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from abanet.data.io import write_bytes_atomic
     from abanet.errors import DataError
     from abanet.faces.scenes import evaluate_crops, evaluate_scenes
-    from abanet.inference import Segmenter
+    from abanet.inference.segmenter import Segmenter
 
     torch.set_num_threads(args.threads)
     scenes = Path(args.scenes)

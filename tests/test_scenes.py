@@ -208,6 +208,9 @@ def test_perfect_prediction(tmp_path):
     assert report["scenes"] == 8
     assert report["iou"] == 1.0
     assert report["masked_recall"] == 1.0
+    assert report["masked_recall_by_set"] == {
+        "crops": {"faces": report["masked_faces"], "recall": 1}
+    }
     assert report["false_faces_per_scene"] == 0
     assert report["outside_share"] == 0
     assert report["far_background_photos"] == 0
@@ -219,7 +222,7 @@ def test_perfect_prediction(tmp_path):
 def test_hand_made_case():
     h = w = 100
     faces = [
-        {"box": [10, 10, 40, 40], "masked": True},
+        {"box": [10, 10, 40, 40], "masked": True, "source": "set/x/images/a.png"},
         {"box": [60, 60, 90, 90], "masked": False},
         {"box": [60, 5, 90, 12], "masked": True},  # 7 px tall: not counted
     ]
@@ -239,6 +242,7 @@ def test_hand_made_case():
     assert r["outside_pixels"] == 900 + 25
     assert r["far_pixels"] == 0
     assert not r["far_background"]
+    assert r["masked_by_set"] == [("set/x", True)]
 
 
 def test_far_background_and_empty_scene():

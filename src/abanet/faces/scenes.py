@@ -85,6 +85,12 @@ def _pairs(folder: Path) -> list[tuple[Path, Path]]:
     return [(s.image_path, s.mask_path) for s in paired(samples) if s.mask_path is not None]
 
 
+def _set_name(root: Path) -> str:
+    """``mfsd-dev``, or ``maskedface-net-seg500/test`` for a split folder."""
+    generic = {"test", "train", "val", "valid", "dev"}
+    return f"{root.resolve().parent.name}/{root.name}" if root.name in generic else root.name
+
+
 def collect_sources(
     crops: Sequence[str | os.PathLike[str]] = (),
     portraits: Sequence[str | os.PathLike[str]] = (),
@@ -97,7 +103,9 @@ def collect_sources(
         for folder in folders:
             root = Path(folder)
             for img, mask in _pairs(root):
-                masked.append(FaceSource(img, mask, kind, f"{root.name}/{img.relative_to(root)}"))
+                masked.append(
+                    FaceSource(img, mask, kind, f"{_set_name(root)}/{img.relative_to(root)}")
+                )
     bare: list[FaceSource] = []
     if unmasked is not None:
         from abanet.data.io import image_mode
@@ -109,7 +117,8 @@ def collect_sources(
         for img in list_images(folder):
             _, (w, h) = image_mode(img)
             if UNMASKED_ASPECT[0] <= w / h <= UNMASKED_ASPECT[1] and max(w, h) <= UNMASKED_MAX_SIDE:
-                bare.append(FaceSource(img, None, "crop", f"{root.name}/{img.relative_to(root)}"))
+                name = f"{_set_name(root)}/{img.relative_to(root)}"
+                bare.append(FaceSource(img, None, "crop", name))
     return masked, bare
 
 
@@ -614,7 +623,15 @@ def score_scene(
         "outside_pixels": int(np.count_nonzero(pred & ~masked_zone)),
         "far_pixels": far_px,
         "far_background": far_px > far_fraction * pred.size,
+        # per masked face that counts: (source set, hit), for recall by source set
+        "masked_by_set": [(_source_set(faces[i]), i in hit_faces) for i in masked_idx],
     }
+
+
+def _source_set(face: dict[str, Any]) -> str:
+    """The source set of a face record: its ``source`` up to the ``images/`` folder."""
+    src = str(face.get("source", ""))
+    return src.split("/images/")[0] if "/images/" in src else src.split("/")[0]
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -648,9 +665,18 @@ def summarize(rows: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
         "outside_share": _ratio(total("outside_pixels"), total("pred_pixels")),
         "far_background_photos": int(sum(bool(r["far_background"]) for r in rows)),
         "whole_image_photos": int(sum(bool(r.get("whole_image")) for r in rows)),
+        "masked_recall_by_set": _recall_by_set(rows),
         "seconds": seconds,
         "photos_per_s": _ratio(n, seconds),
     }
+
+
+def _recall_by_set(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    found: dict[str, list[int]] = {}
+    for r in rows:
+        for name, hit in r.get("masked_by_set", []):
+            found.setdefault(name, []).append(int(hit))
+    return {k: {"faces": len(v), "recall": sum(v) / len(v)} for k, v in sorted(found.items())}
 
 
 CSV_COLUMNS = [
