@@ -53,7 +53,11 @@ def _progress(label: str):
 def cmd_build(args: argparse.Namespace) -> int:
     from abanet.faces.scenes import BackgroundBank, SceneParams, build_scenes, collect_sources
 
-    masked, bare = collect_sources(args.crops, args.portraits, args.unmasked)
+    names = None
+    if args.crops_split:
+        split = json.loads(Path(args.crops_split).read_text())
+        names = {Path(n).name for n in split[args.crops_subset]}
+    masked, bare = collect_sources(args.crops, args.portraits, args.unmasked, names)
     bank = BackgroundBank(args.backgrounds, args.labels)
     print(
         f"sources: {len(masked)} masked, {len(bare)} bare; {len(bank.entries)} background photos",
@@ -125,11 +129,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=_progress("scene"),
     )
     crops: dict[str, Any] = {}
+    names = None
+    if args.crops_split:
+        names = {Path(n).name for n in json.loads(Path(args.crops_split).read_text())["test"]}
     if args.crops:
-        crops["detect"] = evaluate_crops(seg.segment, args.crops, limit=args.limit)
+        crops["detect"] = evaluate_crops(seg.segment, args.crops, args.limit, names)
         if args.whole_image_crops:
             crops["whole"] = evaluate_crops(
-                lambda im: seg.segment(im, whole_image=True), args.crops, limit=args.limit
+                lambda im: seg.segment(im, whole_image=True), args.crops, args.limit, names
             )
     report["crops"] = crops
     write_bytes_atomic(
@@ -180,7 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[str(DATA / "maskedface-net-seg500" / "test")],
         help="labelled FFHQ-aligned portrait folders (maskedface-net-seg500)",
     )
-    b.add_argument("--unmasked", default=str(DATA / "faces-unmasked"))
+    b.add_argument(
+        "--crops-split",
+        default=str(REPO / "configs" / "splits" / "mfsd-dev-cv4" / "fold0.json"),
+        help="split file: use only its --crops-subset crops ('' for all crops)",
+    )
+    b.add_argument("--crops-subset", default="test")
+    b.add_argument(
+        "--unmasked",
+        default=str(REPO / "runs" / "faces-unmasked-split" / "bench"),
+        help="bare faces never trained on (scripts/default_model/split_unmasked.py)",
+    )
     b.add_argument("--backgrounds", default=str(DATA / "rmfd-real-masked"))
     b.add_argument("--labels", default=str(REPO / "scripts" / "rmfd_face_labels.json"))
     b.add_argument("--overwrite", action="store_true")
@@ -197,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--tag", default="run")
     r.add_argument("--out", default=None, help="results folder (default: <scenes>/results)")
     r.add_argument("--crops", default=str(DATA / "mfsd-dev"), help="'' to skip the crops")
+    r.add_argument(
+        "--crops-split", default="", help="score only this split file's 'test' crops (one CV fold)"
+    )
     r.add_argument(
         "--whole-image-crops",
         action=argparse.BooleanOptionalAction,

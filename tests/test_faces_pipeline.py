@@ -18,21 +18,32 @@ from abanet.faces import (
     mask_polygons,
     segment_photo,
 )
-from abanet.faces.pipeline import WHOLE_IMAGE_COVER, crop_rule_for, is_face_crop
+from abanet.faces.pipeline import (
+    WHOLE_IMAGE_COVER,
+    crop_rule_for,
+    is_face_crop,
+    mask_score,
+)
 
 
 class FakeDetector(FaceDetector):
-    """Returns fixed faces; counts calls."""
+    """Returns fixed faces; counts calls. ``context``: faces of the padded view (canvas pixels)."""
 
     name = "fake"
 
-    def __init__(self, faces: list[Face]) -> None:
+    def __init__(self, faces: list[Face], context: list[Face] | None = None) -> None:
         self.faces = faces
+        self.context = context or []
         self.calls = 0
+        self.canvases: list[tuple[int, ...]] = []
 
     def _detect(self, image_rgb: np.ndarray) -> list[Face]:
         self.calls += 1
         return list(self.faces)
+
+    def _detect_context(self, canvas_rgb: np.ndarray) -> list[Face]:
+        self.canvases.append(canvas_rgb.shape)
+        return list(self.context)
 
 
 class NeverDetector(FaceDetector):
@@ -158,36 +169,140 @@ def test_overlapping_crops_take_the_maximum() -> None:
     faces = [Face((20, 20, 60, 60), 0.9), Face((30, 20, 70, 60), 0.8)]
 
     def seg(crops: list[np.ndarray]) -> list[np.ndarray]:
-        return [np.full((40, 40), 0.7, np.float32), np.full((40, 40), 0.4, np.float32)]
+        maps = [np.full((40, 40), 0.1, np.float32) for _ in crops]
+        maps[0][5:35, 5:35] = 0.9  # face A: rows 25:55, cols 25:55 of the photo
+        maps[1][5:35, 5:35] = 0.7  # face B: rows 25:55, cols 35:65
+        return maps
 
     res = segment_photo(img, FakeDetector(faces), seg, threshold=0.5)
-    assert res.prob[30, 25] == pytest.approx(0.7)  # only face A
-    assert res.prob[30, 45] == pytest.approx(0.7)  # overlap: max(0.7, 0.4)
-    assert res.prob[30, 65] == pytest.approx(0.4)  # only face B
-    assert res.mask[20:60, 20:60].all() and not res.mask[20:60, 60:70].any()
-    assert res.faces[0].mask_area == 1600 and res.faces[1].mask_area == 0
-    assert res.faces[1].polygons == []
+    assert res.prob[30, 30] == pytest.approx(0.9)  # only face A's block
+    assert res.prob[30, 45] == pytest.approx(0.9)  # overlap: max(0.9, 0.7)
+    assert res.prob[30, 60] == pytest.approx(0.7)  # only face B's block
+    assert res.mask[25:55, 25:65].all() and not res.mask[20:60, 65:70].any()
+    assert res.faces[0].mask_area == res.faces[1].mask_area == 900
 
 
 def test_threshold_is_inclusive() -> None:
     img = photo()
     faces = [Face((20, 20, 60, 60), 0.9), Face((120, 20, 160, 60), 0.9)]
-    res = segment_photo(
-        img, FakeDetector(faces), lambda cs: [np.full((40, 40), 0.5, np.float32)] * 2, 0.5
-    )
-    assert res.mask_area == 2 * 1600
+    res = segment_photo(img, FakeDetector(faces), BlockSegmenter(high=0.5), threshold=0.5)
+    assert res.mask_area == 2 * 600
+    assert all(f.masked for f in res.faces)  # mask score 0.5 reaches MIN_MASK_SCORE
+
+
+# -- masked or not, per face -----------------------------------------------------------------
+
+
+def test_mask_score_by_hand() -> None:
+    p = np.zeros((10, 10), np.float32)
+    assert mask_score(p) == 0.0
+    p[0, :5] = 1.0  # 5 of 100 pixels at 1: exactly the top 5 %
+    assert mask_score(p) == pytest.approx(1.0)
+    p[0, :5] = [1.0, 1.0, 0.5, 0.5, 0.0]
+    assert mask_score(p) == pytest.approx(0.6)
+
+
+def test_bare_face_gets_an_empty_mask() -> None:
+    img = photo()
+    faces = [Face((20, 20, 60, 60), 0.9), Face((120, 20, 160, 60), 0.8)]
+
+    def seg(crops: list[np.ndarray]) -> list[np.ndarray]:
+        masked = np.full((40, 40), 0.05, np.float32)
+        masked[15:35, 5:35] = 0.95  # a mask on the lower face
+        bare = np.full((40, 40), 0.05, np.float32)
+        bare[30:32, 15:25] = 0.9  # 20 stray pixels on the lips: 1.25 % of the crop
+        return [masked, bare]
+
+    res = segment_photo(img, FakeDetector(faces), seg)
+    a, b = res.faces
+    assert a.masked and a.mask_score == pytest.approx(0.95)
+    assert not b.masked and b.mask_score == pytest.approx((20 * 0.9 + 60 * 0.05) / 80)
+    assert b.mask_area == 0 and b.polygons == [] and not res.mask[20:60, 120:160].any()
+    assert res.prob[20:60, 120:160].max() == 0.0  # soft output is empty too
+    assert res.mask_area == a.mask_area == 600 and res.masked_faces == 1
+    data = json.loads(json.dumps(res.to_json()))
+    assert [f["masked"] for f in data["faces"]] == [True, False] and data["masked"] is True
+
+
+def test_bare_face_crop_segmented_whole_is_empty() -> None:
+    res = segment_photo(photo(), None, lambda cs: [np.full(cs[0].shape[:2], 0.3, np.float32)])
+    assert res.whole_image and res.mask_area == 0 and res.mask_score == pytest.approx(0.3)
+    assert res.to_json()["masked"] is False
+
+
+# -- masks past the crop edge ------------------------------------------------------------------
+
+
+class ChinSegmenter:
+    """A mask block whose rows reach the crop's bottom edge: rows 20:, cols 10:30 of each crop
+    (40x40 first crops), or of the first crop's square inside a larger one (see the test)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, ...]] = []
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for c in crops:
+            self.seen.append(c.shape[:2])
+            side = c.shape[0]
+            p = np.zeros((side, side), np.float32)
+            k = side / 40  # a larger crop shows the same face smaller: scale the block
+            p[round(20 * k) :, round(10 * k) : round(30 * k)] = 0.9
+            out.append(p)
+        return out
+
+
+def test_mask_reaching_the_crop_bottom_is_segmented_past_it() -> None:
+    img = photo(150, 200)
+    face = Face((80, 20, 120, 60), 0.9)  # crop rows 20:60, cols 80:120; photo goes on below
+    seg = ChinSegmenter()
+    res = segment_photo(img, FakeDetector([face]), seg)
+    (f,) = res.faces
+    # second pass: a square 1.5 x larger (60), same top, centred: rows 20:80, cols 70:130
+    assert seg.seen == [(40, 40), (60, 60)] and f.extended
+    # inside the first crop the first map stands: rows 40:60, cols 90:110
+    assert res.mask[40:60, 90:110].all() and not res.mask[40:60, 80:90].any()
+    # below it the larger crop's map fills in: its block is rows 20+30:80, cols 70+15:70+45
+    assert res.mask[60:80, 85:115].all() and not res.mask[80:, :].any()
+    assert f.mask_area == int(res.mask.sum()) == 20 * 20 + 20 * 30
+
+
+def test_no_second_pass_at_the_photo_border_or_for_bare_faces() -> None:
+    img = photo(60, 200)  # the crop's bottom edge is the photo's: nothing lies below
+    seg = ChinSegmenter()
+    res = segment_photo(img, FakeDetector([Face((80, 20, 120, 60), 0.9)]), seg)
+    assert seg.seen == [(40, 40)] and not res.faces[0].extended
+    low = BlockSegmenter(high=0.3, low=0.3)  # touches every edge, but no mask
+    segment_photo(photo(150, 200), FakeDetector([Face((80, 20, 120, 60), 0.9)]), low)
+    assert len(low.seen) == 1
 
 
 # -- whole-image rule ------------------------------------------------------------------------------
 
 
-def test_no_face_segments_whole_image() -> None:
+def test_no_face_no_paint() -> None:
     img = photo()
     seg = BlockSegmenter()
-    res = segment_photo(img, FakeDetector([]), seg)
-    assert res.whole_image and res.faces == []
-    assert len(seg.seen) == 1 and seg.seen[0].shape == (100, 200, 3)
-    assert res.mask_area == 20 * 30
+    det = FakeDetector([])
+    res = segment_photo(img, det, seg)
+    assert res.no_face and not res.whole_image and res.faces == []
+    assert seg.seen == [] and res.mask_area == 0 and res.prob.max() == 0.0
+    assert res.mask.shape == (100, 200)
+    # the padded look happened: 0.5 x 200 grey on every side
+    assert det.canvases == [(300, 400, 3)]
+    data = res.to_json()
+    assert data["no_face"] is True and data["faces"] == [] and data["masked"] is False
+
+
+def test_face_crop_recognised_in_the_padded_view() -> None:
+    img = photo(100, 100)
+    # in the 200x200 canvas (pad 50) the face sits at (55, 50)-(145, 150): image (5, 0)-(95, 100)
+    det = FakeDetector([Face((40, 40, 60, 60), 0.6)], context=[Face((55, 50, 145, 150), 0.7)])
+    seg = BlockSegmenter()
+    res = segment_photo(img, det, seg)
+    assert res.whole_image and det.calls == 0  # a face crop: no tiled look at the photo
+    (f,) = res.faces
+    assert f.box == (5, 0, 95, 100) and f.score == 0.7 and res.mask_area == 600
 
 
 def test_single_big_face_segments_whole_image() -> None:

@@ -33,8 +33,8 @@ MODEL_FILE = (
     / "face_detection_short_range.tflite"
 )
 INPUT_SIZE = 128
-#: the four corner tiles at 0.6 of each side (measured in docs/faces.md)
-DEFAULT_TILINGS: tuple[tuple[int, float], ...] = ((2, 0.6),)
+#: 2x2 tiles at 0.6 and 3x3 at 0.4 of each side (measured in docs/faces.md)
+DEFAULT_TILINGS: tuple[tuple[int, float], ...] = ((2, 0.6), (3, 0.4))
 RAW_SCORE_LIMIT = 80.0
 
 

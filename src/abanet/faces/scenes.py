@@ -23,7 +23,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,14 +95,21 @@ def collect_sources(
     crops: Sequence[str | os.PathLike[str]] = (),
     portraits: Sequence[str | os.PathLike[str]] = (),
     unmasked: str | os.PathLike[str] | None = None,
+    crop_names: Collection[str] | None = None,
 ) -> tuple[list[FaceSource], list[FaceSource]]:
     """(masked sources, bare sources) from labelled crop folders, portrait folders and a folder
-    of bare faces (``images/`` or flat; filtered by :data:`UNMASKED_ASPECT` and size)."""
+    of bare faces (``images/`` or flat; filtered by :data:`UNMASKED_ASPECT` and size).
+
+    ``crop_names``: keep only the crops whose file name is listed (e.g. one cross-validation
+    fold's test crops, so that a model of that fold never trained on the scenes' faces).
+    """
     masked: list[FaceSource] = []
     for kind, folders in (("crop", crops), ("portrait", portraits)):
         for folder in folders:
             root = Path(folder)
             for img, mask in _pairs(root):
+                if kind == "crop" and crop_names is not None and img.name not in crop_names:
+                    continue
                 masked.append(
                     FaceSource(img, mask, kind, f"{_set_name(root)}/{img.relative_to(root)}")
                 )
@@ -161,6 +168,9 @@ class BackgroundBank:
     ``labels`` is ``scripts/rmfd_face_labels.json`` (``images: {rel: {size, faces, ignore}}``).
     Each box is expanded by ``expand`` box widths sideways and above and ``expand_below`` box
     heights below (hair, neck, body); a patch may not touch any expanded box.
+    ``every=(n, k)`` keeps the photos whose index in the sorted label list is ``k`` modulo ``n``:
+    the default ``(2, 0)`` leaves the odd ones to the training negatives
+    (``scripts/default_model/make_negatives.py``); ``None`` keeps all.
     """
 
     def __init__(
@@ -170,6 +180,7 @@ class BackgroundBank:
         expand: float = 0.75,
         expand_below: float = 1.5,
         min_side: int = 64,
+        every: tuple[int, int] | None = (2, 0),
     ) -> None:
         self.root = Path(root) if root is not None else None
         self.expand, self.expand_below, self.min_side = expand, expand_below, min_side
@@ -181,7 +192,9 @@ class BackgroundBank:
         try:
             data = json.loads(Path(labels).read_text())
             images = data["images"]
-            for rel in sorted(images):
+            for i, rel in enumerate(sorted(images)):
+                if every is not None and i % every[0] != every[1]:
+                    continue
                 entry = images[rel]
                 boxes = [tuple(map(float, b)) for b in [*entry["faces"], *entry["ignore"]]]
                 self.entries.append((rel, boxes))  # type: ignore[arg-type]
@@ -730,8 +743,10 @@ def evaluate_scenes(
         result = segment(image)
         dt = time.perf_counter() - t0
         seconds += dt
-        dets = [tuple(map(float, f.box)) for f in result.faces]
-        scores = [float(getattr(f, "score", 0.0)) for f in result.faces]
+        # faces judged bare (``masked`` False) are not masked-face detections
+        found = [f for f in result.faces if getattr(f, "masked", True)]
+        dets = [tuple(map(float, f.box)) for f in found]
+        scores = [float(getattr(f, "score", 0.0)) for f in found]
         mask = np.asarray(result.mask)
         if mask.shape != gt.shape:
             raise DataError(f"{name}: segment returned a {mask.shape} mask for a {gt.shape} image")
@@ -766,12 +781,14 @@ def evaluate_crops(
     segment: SegmentFn,
     crops_dir: str | os.PathLike[str],
     limit: int | None = None,
+    names: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Per-image IoU (mean over images, empty/empty = 1) of ``segment`` on labelled crops.
 
     Also how many crops went through the whole-image rule and how many faces were found.
+    ``names``: only the crops with these file names (one fold's test crops).
     """
-    pairs = _pairs(Path(crops_dir))[:limit]
+    pairs = [p for p in _pairs(Path(crops_dir)) if names is None or p[0].name in names][:limit]
     if not pairs:
         raise DataError(f"{crops_dir}: no image/mask pairs")
     ious, whole, faces, seconds = [], 0, 0, 0.0
