@@ -134,9 +134,12 @@ def test_train_entries_accept_paths_and_mappings() -> None:
     cfg = default_config()
     cfg["data"]["train"] = ["a", {"path": "b", "repeat": 2.5}]
     assert train_entries(cfg) == [
-        {"path": "a", "repeat": 1.0, "kind": "auto"},
-        {"path": "b", "repeat": 2.5, "kind": "auto"},
+        {"path": "a", "repeat": 1.0, "kind": "auto", "negatives": False},
+        {"path": "b", "repeat": 2.5, "kind": "auto", "negatives": False},
     ]
+    cfg["data"]["train"] = [{"path": "b", "negatives": "yes"}]
+    with pytest.raises(ConfigError, match=r"data\.train\[0\]\.negatives': expected true or false"):
+        train_entries(cfg)
     cfg["data"]["train"] = [{"path": "b", "weight": 2}]
     with pytest.raises(ConfigError, match=r"data\.train\[0\]\.weight"):
         train_entries(cfg)
@@ -205,6 +208,37 @@ def test_plan_data_ratio_split_val_dir_and_fold(tmp_path: Path) -> None:
     plan = plan_data(resolve_config({"data": {"train": [str(data)], "split": str(split)}}))
     assert [s.name for s in plan.sources[0].samples] == ["img00.png", "img01.png"]
     assert [s.name for s in plan.test] == ["img03.png"]
+
+
+def test_negatives_train_with_empty_masks(tmp_path: Path) -> None:
+    """Bare faces (images only, or pairs whose masks are ignored) train with empty masks."""
+    from abanet.engine.data import SegmentationDataModule, plan_data
+
+    data = ellipse_dataset(tmp_path / "d", n=6)
+    bare = ellipse_dataset(tmp_path / "bare", n=3, seed=2)
+    for m in (bare / "masks").iterdir():
+        m.unlink()  # images without masks: as faces-unmasked
+    cfg = resolve_config(
+        {
+            "data": {
+                "train": [str(data), {"path": str(bare), "negatives": True, "repeat": 2}],
+                "ratios": [0.67, 0.33],
+            }
+        }
+    )
+    plan = plan_data(cfg)
+    assert [len(s.samples) for s in plan.sources] == [4, 3] and plan.sources[1].negatives
+    assert plan.describe()["train"][1]["negatives"] is True
+    dm = SegmentationDataModule(plan, size=64, mean=(0, 0, 0), std=(1, 1, 1), num_workers=0)
+    dm.setup()
+    pos, neg = dm.train_set.datasets
+    assert all(pos[i]["mask"].sum() > 0 for i in range(len(pos)))
+    assert all(neg[i]["mask"].sum() == 0 for i in range(len(neg)))
+    assert neg[0]["image"].shape == (3, 64, 64)
+    # the split applies to the first dataset, which therefore needs masks
+    cfg["data"]["train"] = [{"path": str(bare), "negatives": True}, str(data)]
+    with pytest.raises(ConfigError, match="must have masks"):
+        plan_data(cfg)
 
 
 def test_plan_data_errors(tmp_path: Path) -> None:

@@ -127,10 +127,15 @@ def test_weighted_nms_merges_by_score() -> None:
 
 
 def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:
-    det = create_detector("blazeface")
+    det = create_detector("blazeface", tiles=[(2, 0.6), (3, 0.4)])
     views = det._views(np.zeros((100, 200, 3), np.uint8))
+    assert len(views) == 1 + 4 + 9
+    # 3x3 tiles of 80x40 (padded to 80x80) evenly spaced: x 0, 60, 120; y 0, 30, 60
+    assert [(x, y) for _, x, y, _ in views[5:8]] == [(0, 0), (60, 0), (120, 0)]
+    assert views[9][0].shape == (80, 80, 3) and views[9][1:3] == (60, 30)
+    assert views[9][3] == (True, True, True, True)  # the centre tile: every edge inside
     # the letterboxed photo, then 4 corner tiles of 0.6 x each side, padded square
-    assert [(v.shape, x, y) for v, x, y, _ in views] == [
+    assert [(v.shape, x, y) for v, x, y, _ in views[:5]] == [
         ((200, 200, 3), 0, 0),
         ((120, 120, 3), 0, 0),
         ((120, 120, 3), 80, 0),

@@ -165,7 +165,9 @@ def test_predict_batch_shares_passes_across_photos() -> None:
     seg.detector_name, seg._detector = "two", TwoFaces()
     photos = [np.zeros((100, 100, 3), np.uint8) for _ in range(3)]
     masks = seg.predict_batch(photos)
-    assert seg.backend.batches == [6]  # 2 faces x 3 photos in one pass
+    # 2 faces x 3 photos in one pass; then, per photo, both faces again in larger crops
+    # (the stand-in's mask fills each crop's lower half down to its edge: extension_boxes)
+    assert seg.backend.batches == [6, 2, 2, 2]
     assert [m.shape for m in masks] == [(100, 100)] * 3
     single = seg.predict(photos[0])
     np.testing.assert_array_equal(masks[0], single)

@@ -90,11 +90,14 @@ def plan_data(cfg: Mapping[str, Any]) -> DataPlan:
         raise ConfigError("config key 'data.train': no training dataset given (a list of folders)")
     pairs = [_read_pairs(e["path"], e["kind"], e["negatives"]) for e in entries]
     sources = [
-        Source(e["path"], p, e["repeat"], e["negatives"]) for e, p in zip(entries, pairs, strict=True)
+        Source(e["path"], p, e["repeat"], e["negatives"])
+        for e, p in zip(entries, pairs, strict=True)
     ]
-    if sources[0].negatives and (d["split"] or d["fold"] is not None):
-        raise ConfigError("config key 'data.train[0]': the split applies to the first dataset, "
-                          "which must have masks (put the negatives after it)")
+    if sources[0].negatives and not d["val"]:
+        raise ConfigError(
+            "config key 'data.train[0]': the split applies to the first dataset, which must "
+            "have masks (put the negatives after it)"
+        )
     notes: list[str] = []
     if d["val"]:
         val = _read_pairs(str(d["val"]), str(d["kind"]))
