@@ -4,7 +4,8 @@
 file content and by name without the copy suffix; a group goes to ``bench`` when the CRC32 of
 its key is divisible by 5 (about 20 %), else to ``train``. Writes two folders of symlinks:
 
-    python scripts/default_model/split_unmasked.py ../shared/data/faces-unmasked runs/faces-unmasked-split
+    python scripts/default_model/split_unmasked.py ../shared/data/faces-unmasked \
+        runs/faces-unmasked-split
 """
 
 from __future__ import annotations
