@@ -222,6 +222,20 @@ def test_real_detector_finds_the_astronaut(name: str) -> None:
         assert left_eye[0] < right_eye[0] and abs(left_eye[1] - right_eye[1]) < 10
 
 
+def test_blazeface_is_thread_safe() -> None:
+    """One LiteRT interpreter per thread: concurrent calls give the serial answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    det = create_detector("blazeface")
+    assert det.thread_safe
+    image = _astronaut()
+    images = [image, image[::2, ::2].copy(), np.ascontiguousarray(image[:, ::-1])] * 3
+    serial = [[f.box for f in det.detect(im)] for im in images]
+    with ThreadPoolExecutor(3) as pool:
+        parallel = list(pool.map(lambda im: [f.box for f in det.detect(im)], images))
+    assert parallel == serial and serial[0]
+
+
 @pytest.mark.parametrize("name", ["blazeface", "ssd"])
 def test_still_finds_a_masked_face(name: str) -> None:
     _need(name)

@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -95,6 +96,36 @@ def weighted_nms(
     return out
 
 
+def drop_parts_of_heads(
+    detections: list[tuple[np.ndarray, float, np.ndarray]],
+    area_ratio: float = 0.25,
+    grow: float = 0.25,
+) -> list[tuple[np.ndarray, float, np.ndarray]]:
+    """Drop small detections that sit on a much larger face's head.
+
+    A zoomed tile sees an ear, hair or a cheek of a big face as a small face of its own. A
+    detection whose area is below ``area_ratio`` x a larger one's and whose centre lies inside
+    that one's box grown by ``grow`` x its size on every side is such a part.
+    """
+    keep = []
+    for i, (box, score, pts) in enumerate(detections):
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        part = False
+        for j, (big, _, _) in enumerate(detections):
+            bw, bh = big[2] - big[0], big[3] - big[1]
+            if j == i or area >= area_ratio * bw * bh:
+                continue
+            if big[0] - grow * bw <= cx <= big[2] + grow * bw and (
+                big[1] - grow * bh <= cy <= big[3] + grow * bh
+            ):
+                part = True
+                break
+        if not part:
+            keep.append((box, score, pts))
+    return keep
+
+
 class BlazeFaceDetector(FaceDetector):
     """MediaPipe BlazeFace short range on LiteRT (``ai-edge-litert``), whole photo + corner tiles.
 
@@ -125,7 +156,7 @@ class BlazeFaceDetector(FaceDetector):
         from abanet.faces.detectors import DetectorUnavailableError
 
         try:
-            from ai_edge_litert.interpreter import Interpreter
+            import ai_edge_litert.interpreter  # noqa: F401
         except ImportError as e:  # pragma: no cover - a base dependency
             raise DetectorUnavailableError(
                 "blazeface: ai-edge-litert is not installed (`pip install ai-edge-litert`)"
@@ -133,13 +164,10 @@ class BlazeFaceDetector(FaceDetector):
         path = Path(model_path) if model_path else MODEL_FILE
         if not path.is_file():
             raise DetectorUnavailableError(f"blazeface: model file {path} not found")
-        self._interpreter = Interpreter(model_path=str(path), num_threads=max(1, int(num_threads)))
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self._interpreter.get_output_details()}
-        self._boxes_out = outputs.get("regressors", 0)
-        self._scores_out = outputs.get("classificators", 1)
-        self._lock = threading.Lock()  # one interpreter: one call at a time
+        self._model_path = str(path)
+        self._num_threads = max(1, int(num_threads))
+        self._local = threading.local()  # one interpreter per thread: detect() is thread-safe
+        self._interpreter()  # fail early on a bad model file
         self._anchors = ssd_anchor_centres()
         self.threshold = float(threshold)
         if tiles is True:
@@ -150,6 +178,26 @@ class BlazeFaceDetector(FaceDetector):
         self.nms_iou = float(nms_iou)
         self.context_threshold = float(context_threshold)
 
+    thread_safe = True
+
+    def _interpreter(self) -> Any:
+        """This thread's LiteRT interpreter (built on first use) and its tensor indices."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            it = Interpreter(model_path=self._model_path, num_threads=self._num_threads)
+            it.allocate_tensors()
+            outputs = {d["name"]: d["index"] for d in it.get_output_details()}
+            state = (
+                it,
+                it.get_input_details()[0]["index"],
+                outputs.get("regressors", 0),
+                outputs.get("classificators", 1),
+            )
+            self._local.state = state
+        return state
+
     # -- one 128x128 view -----------------------------------------------------------------
     def _run_view(
         self, view: np.ndarray, threshold: float | None = None
@@ -159,11 +207,11 @@ class BlazeFaceDetector(FaceDetector):
         interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
         small = cv2.resize(view, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
         x = (small.astype(np.float32) / 127.5 - 1.0)[None]
-        with self._lock:
-            self._interpreter.set_tensor(self._input, x)
-            self._interpreter.invoke()
-            raw = self._interpreter.get_tensor(self._boxes_out)[0]
-            logit = self._interpreter.get_tensor(self._scores_out)[0, :, 0]
+        it, input_index, boxes_index, scores_index = self._interpreter()
+        it.set_tensor(input_index, x)
+        it.invoke()
+        raw = it.get_tensor(boxes_index)[0]
+        logit = it.get_tensor(scores_index)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logit, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
         keep = scores >= (self.threshold if threshold is None else threshold)
         if not keep.any():
@@ -239,6 +287,7 @@ class BlazeFaceDetector(FaceDetector):
             np.concatenate(all_points),
             self.nms_iou,
         )
+        merged = drop_parts_of_heads(merged)
         h, w = image_rgb.shape[:2]
         faces = []
         for box, score, pts in merged:

@@ -80,6 +80,8 @@ class FaceDetector(abc.ABC):
 
     #: registry name of the detector (``create_detector(name)``)
     name: str = "detector"
+    #: whether ``detect`` may run in several threads at once (else callers serialise it)
+    thread_safe: bool = False
 
     def detect(self, image_rgb: np.ndarray) -> list[Face]:
         """Faces in ``image_rgb`` (``HxWx3`` uint8 RGB), highest score first."""

@@ -7,6 +7,7 @@ atomically and never overwrite existing files unless asked.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -169,7 +170,10 @@ def predict_files(
     if not whole_image:
         _ = segmenter.detector  # build once, before the pool threads use it
     _ = segmenter.backend  # calibrate (auto) before timing the pipeline
-    detect_lock = threading.Lock()  # a detector holds one network: not safe across threads
+    # most detectors hold one network and are not safe across threads; BlazeFace is (one
+    # interpreter per thread), so photos are detected on every core at once
+    thread_safe = getattr(segmenter.detector, "thread_safe", False) and not whole_image
+    detect_lock: Any = contextlib.nullcontext() if thread_safe else threading.Lock()
 
     def load(job: PredictJob) -> Any:
         with timer.stage("decode"):
