@@ -277,3 +277,40 @@ def test_fill_holes_and_flip_tta_switches(tmp_path: Path) -> None:
     assert tta.metrics["iou"] == pytest.approx(plain.metrics["iou"])  # the oracle is mirror-safe
     off = evaluate(model, root, None, device="cpu", structure=False, flip_tta=False)
     assert off.summary["flip_tta"] is False  # ... and an explicit False overrides it
+
+
+def test_class_index_masks_are_refused_not_scored_as_empty(tmp_path: Path) -> None:
+    from abanet.errors import DataError
+
+    data, _ = make_dataset(tmp_path / "d", n=2)
+    m = np.asarray(Image.open(data / "masks" / "img01.png")) // 255  # a 0/1 mask
+    Image.fromarray(m.astype(np.uint8)).save(data / "masks" / "img01.png")
+    with pytest.raises(DataError, match=r"img01\.png: values look like class indices"):
+        evaluate(Oracle(), data, None, device="cpu", structure=False)
+
+
+def test_images_without_masks_are_reported(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d", n=3)
+    (data / "masks" / "img02.png").unlink()
+    res = evaluate(Oracle(), data, tmp_path / "e", device="cpu", structure=False)
+    assert res.summary["images"] == 2
+    assert res.summary["warnings"] == [
+        f"1 of 3 images have no mask and are not scored (e.g. {data / 'images' / 'img02.png'}; "
+        f"'abanet data check {data}' lists them)"
+    ]
+    assert "**warning**: 1 of 3 images have no mask" in (tmp_path / "e" / "summary.md").read_text()
+
+
+def test_evaluate_cli_prints_the_warnings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from abanet.cli.main import app
+    from tests.fixtures import ellipse_dataset, tiny_saved_model
+
+    data = ellipse_dataset(tmp_path / "d", n=2)
+    (data / "masks" / "img01.png").unlink()
+    model = tiny_saved_model(tmp_path / "m")
+    args = ["evaluate", "-m", str(model), "-d", str(data), "-o", str(tmp_path / "e")]
+    res = CliRunner().invoke(app, [*args, "--no-structure"])
+    assert res.exit_code == 0, res.output
+    assert "warning: 1 of 2 images have no mask and are not scored" in res.output

@@ -446,15 +446,8 @@ def test_make_grid(tmp_path: Path, templates_dir: Path) -> None:
 
 
 def _cli() -> typer.Typer:
-    from abanet.cli import synth as synth_cli
+    from abanet.cli.main import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    synth_cli.register(app)
     return app
 
 
@@ -504,7 +497,7 @@ def test_cli_synth_missing_templates_is_one_line_error(tmp_path: Path) -> None:
         str(marks),
     ]
     res = CliRunner().invoke(_cli(), args)
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0
     assert "error:" in res.output and "missing" in res.output
 

@@ -50,35 +50,32 @@ def evaluate(
 ) -> None:
     """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
     from abanet.engine.evaluation import evaluate as run_eval
-    from abanet.errors import AbanetError
 
-    try:
-        res = run_eval(
-            model,
-            data,
-            out,
-            size=size,
-            batch_size=batch_size,
-            split=split,
-            subset=subset,
-            kind=kind,
-            compare=compare,
-            grid=grid,
-            grid_worst=grid_worst,
-            grid_rows=grid_rows,
-            threshold=threshold,
-            structure=not no_structure,
-            device=device,
-            num_workers=workers,
-            flip_tta=flip_tta,
-            fill_holes=fill_holes,
-            overwrite=overwrite,
-        )
-    except AbanetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    res = run_eval(
+        model,
+        data,
+        out,
+        size=size,
+        batch_size=batch_size,
+        split=split,
+        subset=subset,
+        kind=kind,
+        compare=compare,
+        grid=grid,
+        grid_worst=grid_worst,
+        grid_rows=grid_rows,
+        threshold=threshold,
+        structure=not no_structure,
+        device=device,
+        num_workers=workers,
+        flip_tta=flip_tta,
+        fill_holes=fill_holes,
+        overwrite=overwrite,
+    )
     m = res.metrics
     s = res.summary
+    for note in s["warnings"]:
+        typer.secho(f"warning: {note}", err=True, fg="yellow")
     typer.echo(f"{s['images']} images, {s['fps']:.1f} images/s on {s['device']}")
     keys = ["iou", "f1", "precision", "recall", "accuracy", "mae", "fbeta_adaptive", "smeasure"]
     typer.echo("  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m))

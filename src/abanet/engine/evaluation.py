@@ -59,8 +59,12 @@ def select_samples(
     split: str | os.PathLike[str] | None = None,
     subset: str = "test",
     kind: str = "auto",
+    notes: list[str] | None = None,
 ) -> list[Any]:
-    """The labelled samples of a dataset folder (or a sample list), optionally one split subset."""
+    """The labelled samples of a dataset folder (or a sample list), optionally one split subset.
+
+    Images without a mask cannot be scored: they are left out and said so in ``notes``.
+    """
     from abanet.data.readers import open_dataset, paired
 
     if isinstance(data, str | os.PathLike):
@@ -70,6 +74,12 @@ def select_samples(
             errs = [str(p) for p in problems if p.severity == "error"][:1]
             raise DataError(
                 f"{data}: no image/mask pairs to evaluate" + (f" ({errs[0]})" if errs else "")
+            )
+        unpaired = [s for s in samples if not s.has_mask]
+        if unpaired and notes is not None:
+            notes.append(
+                f"{len(unpaired)} of {len(samples)} images have no mask and are not scored "
+                f"(e.g. {unpaired[0].image_path}; 'abanet data check {data}' lists them)"
             )
     else:
         pairs = list(data)
@@ -83,6 +93,19 @@ def select_samples(
         if not pairs:
             raise DataError(f"{split}: the {subset!r} list is empty")
     return pairs
+
+
+def load_scored_mask(sample: Any, threshold: int = 127) -> np.ndarray:
+    """A sample's ground truth as {0, 1}, refused (DataError) when ``abanet data check`` would
+    reject its values: a 0/1 class-index mask would score as empty, a grey one as noise."""
+    from abanet.data.io import binarize_mask, mask_value_problems
+    from abanet.data.readers import load_mask_raw
+
+    raw = load_mask_raw(sample)
+    problems = mask_value_problems(raw, threshold)
+    if problems:
+        raise DataError(f"{sample.mask_path}: {problems[0]}; cannot score against it")
+    return binarize_mask(raw, threshold)
 
 
 class _EvalSet:
@@ -102,11 +125,11 @@ class _EvalSet:
     def __getitem__(self, i: int) -> dict[str, Any]:
         import torch
 
-        from abanet.data.readers import load_image, load_mask
+        from abanet.data.readers import load_image
 
         s = self.samples[i]
         image = load_image(s)
-        mask = load_mask(s, 127)
+        mask = load_scored_mask(s, 127)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{s.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image is "
@@ -146,11 +169,9 @@ def _resolve_model(model: Any, device: str) -> Any:
 
 
 def _device(device: str) -> str:
-    import torch
+    from abanet.inference.backends import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(resolve_device(device))
 
 
 class Predictor:
@@ -429,6 +450,7 @@ def summary_markdown(
         f"- images: {summary['images']}, input size {summary['input_size']}, threshold "
         f"{summary['threshold']}, device {summary['device']}",
         f"- speed: {summary['fps']:.2f} images/s (model forward, batch {summary['batch_size']})",
+        *(f"- **warning**: {w}" for w in summary.get("warnings", [])),
         "",
         "Per-image means (paper protocol), IoU to accuracy in %:",
         "",
@@ -546,7 +568,10 @@ def evaluate(
             f"size is {nearest_valid_size(input_size, cfg.size_divisor)}"
         )
     thr = float(cfg.threshold if threshold is None else threshold)
-    samples = select_samples(data, split, subset, kind)
+    if not 0.0 <= thr <= 1.0:
+        raise AbanetError(f"evaluate: threshold must be between 0 and 1, got {thr}")
+    notes: list[str] = []
+    samples = select_samples(data, split, subset, kind, notes)
     baselines = read_baselines(compare) if compare is not None else None
 
     dataset = _EvalSet(samples, input_size, cfg.mean, cfg.std)
@@ -594,6 +619,7 @@ def evaluate(
         "fps": predictor.images / predictor.forward_seconds if predictor.forward_seconds else 0.0,
         "seconds": wall,
         "metrics": scores,
+        "warnings": notes,
     }
     result = EvalResult(summary=summary, per_image=per_image, out_dir=out_dir)
 
