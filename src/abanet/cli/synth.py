@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         landmarks: Path | None = typer.Option(
             None,
             "--landmarks",
-            help="JSON of precomputed 68-point landmarks per face file (skips dlib).",
+            help="JSON of precomputed 68-point landmarks per face file (instead of the face mesh).",
         ),
         occluder_label: str = typer.Option(
             "mfsd",
