@@ -314,3 +314,29 @@ def test_evaluate_cli_prints_the_warnings(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, [*args, "--no-structure"])
     assert res.exit_code == 0, res.output
     assert "warning: 1 of 2 images have no mask and are not scored" in res.output
+
+
+def test_evaluate_probabilities_equal_the_segmenters(tmp_path: Path, monkeypatch) -> None:
+    """One inference path: evaluate scores exactly what predict / Segmenter ship."""
+    import abanet
+    from abanet.metrics import SegmentationMetrics
+    from tests.fixtures import tiny_saved_model
+
+    data, _ = make_dataset(tmp_path / "d", n=2, h=100, w=90)  # larger than the input: shrinks
+    model = abanet.load_model(tiny_saved_model(tmp_path / "m"))
+    seen: dict[str, np.ndarray] = {}
+    update = SegmentationMetrics.update
+
+    def spy(self, probs, masks, names=None):
+        if isinstance(probs, list):  # the batch (update then calls itself per image)
+            seen.update({n: p.numpy().copy() for n, p in zip(names, probs, strict=True)})
+        return update(self, probs, masks, names=names)
+
+    monkeypatch.setattr(SegmentationMetrics, "update", spy)
+    evaluate(model, data, None, device="cpu", structure=False)
+    seg = abanet.Segmenter(model, device="cpu", backend="eager", detector=None)
+    assert len(seen) == 2
+    for name, prob in seen.items():
+        image = np.asarray(Image.open(data / "images" / Path(name).name).convert("RGB"))
+        expected = seg.segment(image, whole_image=True).prob  # batch of 1: float rounding only
+        np.testing.assert_allclose(prob, expected, rtol=0, atol=1e-6)

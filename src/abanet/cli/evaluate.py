@@ -34,8 +34,13 @@ def evaluate(
         None, "--grid-worst", help="Show the N worst images by IoU in --grid."
     ),
     grid_rows: int = typer.Option(8, "--grid-rows", help="Rows in --grid (without --grid-worst)."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Default: the model's."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Default: the model's."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    backend: str = typer.Option(
+        "eager", "--backend", help="Inference backend, as for predict (eager: the reference)."
+    ),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     no_structure: bool = typer.Option(
         False, "--no-structure", help="Skip F-beta, S-measure, E-measure (faster)."
@@ -49,7 +54,10 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
 ) -> None:
     """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
+    from abanet.cli.options import check_inference_options
     from abanet.engine.evaluation import evaluate as run_eval
+
+    check_inference_options(device, backend, None)
 
     res = run_eval(
         model,
@@ -67,6 +75,7 @@ def evaluate(
         threshold=threshold,
         structure=not no_structure,
         device=device,
+        backend=backend,
         num_workers=workers,
         flip_tta=flip_tta,
         fill_holes=fill_holes,
