@@ -11,20 +11,14 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from abanet.cli.data import register
 from abanet.data.check import check_dataset
 from abanet.data.readers import open_dataset
 from abanet.data.splits import load_folds, load_split, split_leaks
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    from abanet.cli.main import app
 
-    @app.callback()
-    def _main() -> None:
-        """test app"""
-
-    register(app)
     return app
 
 

@@ -249,3 +249,22 @@ def test_atomic_writes_get_the_usual_file_permissions(tmp_path) -> None:
     path = write_bytes_atomic(tmp_path / "a.bin", b"x")
     assert 0o666 & ~umask == FILE_MODE
     assert path.stat().st_mode & 0o777 == FILE_MODE  # not mkstemp's owner-only 0600
+
+
+def test_write_is_an_exclusive_create(tmp_path, monkeypatch) -> None:
+    """A file that appears between the existence check and the write is never replaced."""
+    import abanet.data.io as io_mod
+    from abanet.errors import OutputExistsError
+
+    target = tmp_path / "out.png"
+    real_temp = io_mod.atomic_temp
+
+    def other_writer_first(path, suffix=".tmp"):
+        target.write_bytes(b"other run")
+        return real_temp(path, suffix)
+
+    monkeypatch.setattr(io_mod, "atomic_temp", other_writer_first)
+    with pytest.raises(OutputExistsError, match="file exists"):
+        io_mod.write_bytes_atomic(target, b"mine")
+    assert target.read_bytes() == b"other run"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]  # no temp file left

@@ -277,3 +277,66 @@ def test_fill_holes_and_flip_tta_switches(tmp_path: Path) -> None:
     assert tta.metrics["iou"] == pytest.approx(plain.metrics["iou"])  # the oracle is mirror-safe
     off = evaluate(model, root, None, device="cpu", structure=False, flip_tta=False)
     assert off.summary["flip_tta"] is False  # ... and an explicit False overrides it
+
+
+def test_class_index_masks_are_refused_not_scored_as_empty(tmp_path: Path) -> None:
+    from abanet.errors import DataError
+
+    data, _ = make_dataset(tmp_path / "d", n=2)
+    m = np.asarray(Image.open(data / "masks" / "img01.png")) // 255  # a 0/1 mask
+    Image.fromarray(m.astype(np.uint8)).save(data / "masks" / "img01.png")
+    with pytest.raises(DataError, match=r"img01\.png: values look like class indices"):
+        evaluate(Oracle(), data, None, device="cpu", structure=False)
+
+
+def test_images_without_masks_are_reported(tmp_path: Path) -> None:
+    data, _ = make_dataset(tmp_path / "d", n=3)
+    (data / "masks" / "img02.png").unlink()
+    res = evaluate(Oracle(), data, tmp_path / "e", device="cpu", structure=False)
+    assert res.summary["images"] == 2
+    assert res.summary["warnings"] == [
+        f"1 of 3 images have no mask and are not scored (e.g. {data / 'images' / 'img02.png'}; "
+        f"'abanet data check {data}' lists them)"
+    ]
+    assert "**warning**: 1 of 3 images have no mask" in (tmp_path / "e" / "summary.md").read_text()
+
+
+def test_evaluate_cli_prints_the_warnings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from abanet.cli.main import app
+    from tests.fixtures import ellipse_dataset, tiny_saved_model
+
+    data = ellipse_dataset(tmp_path / "d", n=2)
+    (data / "masks" / "img01.png").unlink()
+    model = tiny_saved_model(tmp_path / "m")
+    args = ["evaluate", "-m", str(model), "-d", str(data), "-o", str(tmp_path / "e")]
+    res = CliRunner().invoke(app, [*args, "--no-structure"])
+    assert res.exit_code == 0, res.output
+    assert "warning: 1 of 2 images have no mask and are not scored" in res.output
+
+
+def test_evaluate_probabilities_equal_the_segmenters(tmp_path: Path, monkeypatch) -> None:
+    """One inference path: evaluate scores exactly what predict / Segmenter ship."""
+    import abanet
+    from abanet.metrics import SegmentationMetrics
+    from tests.fixtures import tiny_saved_model
+
+    data, _ = make_dataset(tmp_path / "d", n=2, h=100, w=90)  # larger than the input: shrinks
+    model = abanet.load_model(tiny_saved_model(tmp_path / "m"))
+    seen: dict[str, np.ndarray] = {}
+    update = SegmentationMetrics.update
+
+    def spy(self, probs, masks, names=None):
+        if isinstance(probs, list):  # the batch (update then calls itself per image)
+            seen.update({n: p.numpy().copy() for n, p in zip(names, probs, strict=True)})
+        return update(self, probs, masks, names=names)
+
+    monkeypatch.setattr(SegmentationMetrics, "update", spy)
+    evaluate(model, data, None, device="cpu", structure=False)
+    seg = abanet.Segmenter(model, device="cpu", backend="eager", detector=None)
+    assert len(seen) == 2
+    for name, prob in seen.items():
+        image = np.asarray(Image.open(data / "images" / Path(name).name).convert("RGB"))
+        expected = seg.segment(image, whole_image=True).prob  # batch of 1: float rounding only
+        np.testing.assert_allclose(prob, expected, rtol=0, atol=1e-6)

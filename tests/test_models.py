@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torchvision.models import resnet34
@@ -197,3 +199,21 @@ def test_load_model_errors(tmp_path) -> None:
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelError, match="bad.safetensors"):
         abanet.load_model(bad)
+
+
+def test_loading_verifies_the_weights_checksum(tmp_path) -> None:
+    from abanet.errors import ModelError
+    from abanet.models.hub import CHECKSUM_KEY, load_model
+
+    folder = abanet.create_model("abanet_lite").save_pretrained(tmp_path / "m")
+    assert len(json.loads((folder / "config.json").read_text())["metadata"][CHECKSUM_KEY]) == 64
+    load_model(folder)
+    assert CHECKSUM_KEY in load_model("default").config.metadata  # the shipped one is verified
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0xFF  # one byte of tensor data
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="does not match its checksum"):
+        load_model(folder)
+    with pytest.raises(ModelError, match="does not match its checksum"):
+        load_model(weights)  # the header's config carries the checksum too

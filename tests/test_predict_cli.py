@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,3 +117,47 @@ def test_profile_prints_stage_table(tmp_path, model_dir) -> None:
     for stage in ("decode", "detect", "preprocess", "model", "postprocess", "encode"):
         assert f"| {stage} |" in res.output
     assert "1 images in" in res.output
+
+
+def test_rerun_with_an_extra_output_writes_only_the_missing_one(tmp_path, model_dir) -> None:
+    image = write_rgb(tmp_path / "x.jpg", (40, 32))
+    out = tmp_path / "out"
+    assert run(str(image), "-o", str(out), "--model", model_dir, "--whole-image").exit_code == 0
+    mask_before = (out / "x.png").read_bytes()
+    (out / "x.png").write_bytes(mask_before)  # same bytes, new mtime: it must not be rewritten
+    stamp = (out / "x.png").stat().st_mtime_ns
+    res = run(str(image), "-o", str(out), "--model", model_dir, "--whole-image", "--overlay")
+    assert res.exit_code == 0, res.output
+    assert Image.open(out / "x_overlay.jpg").size == (40, 32)
+    assert (out / "x.png").stat().st_mtime_ns == stamp
+    assert "1 written" in res.output
+    res = run(str(image), "-o", str(out), "--model", model_dir, "--whole-image", "--overlay")
+    assert "0 written" in res.output and "1 skipped" in res.output
+
+
+def test_outputs_inside_the_input_folder_are_never_inputs(tmp_path, model_dir) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    write_rgb(src / "a.jpg")
+    out = src / "masks"
+    for _ in range(2):
+        res = run(str(src), "-o", str(out), "--model", model_dir, "--whole-image")
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.rglob("*")) == ["a.png"]
+    assert "1 skipped" in res.output
+
+
+def test_a_file_written_meanwhile_is_kept(tmp_path) -> None:
+    """Two runs into one folder: the existence check is repeated when each file is written."""
+    from abanet.faces.pipeline import PhotoResult
+    from abanet.inference.predict import output_paths, write_outputs
+
+    paths = output_paths(tmp_path, Path("x"), ["json"])
+    paths["mask"].write_bytes(b"the other run's mask")
+    image = np.zeros((8, 8, 3), np.uint8)
+    ones = np.ones((8, 8), np.float32)
+    result = PhotoResult(ones, ones.astype(np.uint8), [], threshold=0.5, whole_image=True)
+    written = write_outputs(paths, image, result, "x.jpg")
+    assert written == [paths["json"]]
+    assert paths["mask"].read_bytes() == b"the other run's mask"
+    assert write_outputs(paths, image, result, "x.jpg", overwrite=True) == list(paths.values())

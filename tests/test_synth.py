@@ -1,7 +1,7 @@
 """Synthetic masked-face factory: templates, landmarks geometry, rendering, dataset writing, CLI.
 
-Everything runs on hand-made fixtures (fake templates, drawn faces, hand-given landmarks); dlib is
-only needed by the one test that checks the detector wrapper."""
+Everything runs on hand-made fixtures (fake templates, drawn faces, hand-given landmarks) and the
+shipped sample photos (landmarks from the vendored MediaPipe face mesh)."""
 
 from __future__ import annotations
 
@@ -446,15 +446,8 @@ def test_make_grid(tmp_path: Path, templates_dir: Path) -> None:
 
 
 def _cli() -> typer.Typer:
-    from abanet.cli import synth as synth_cli
+    from abanet.cli.main import app
 
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """test root"""
-
-    synth_cli.register(app)
     return app
 
 
@@ -504,25 +497,60 @@ def test_cli_synth_missing_templates_is_one_line_error(tmp_path: Path) -> None:
         str(marks),
     ]
     res = CliRunner().invoke(_cli(), args)
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert res.output.strip().count("\n") == 0
     assert "error:" in res.output and "missing" in res.output
 
 
-# ----------------------------------------------------------------------------- dlib wrapper
+# ----------------------------------------------------------------------------- face-mesh landmarks
 
 
-@pytest.mark.slow  # loads dlib's 100 MB predictor and its CNN detector
-def test_dlib_landmarker_finds_nothing_on_a_blank_image() -> None:
-    pytest.importorskip("dlib")
-    from abanet.synth import DlibLandmarker
+@pytest.fixture(scope="module")
+def mesh():
+    from abanet.synth import MeshLandmarker
 
-    try:
-        det = DlibLandmarker()
-    except AbanetError as exc:  # the model files are missing
-        pytest.skip(str(exc))
-    lm, why = det(np.full((120, 100, 3), 128, np.uint8))
+    return MeshLandmarker()
+
+
+def test_mesh_landmarker_finds_nothing_on_a_blank_image(mesh) -> None:
+    lm, why = mesh(np.full((120, 100, 3), 128, np.uint8))
     assert lm is None and why == "no face found"
+
+
+def test_mesh_landmarks_follow_the_68_point_layout_on_a_real_face(mesh) -> None:
+    from abanet.data.io import read_image
+    from abanet.inference.segmenter import default_samples_dir
+    from abanet.synth.landmarks import yaw_ratio
+
+    rgb = read_image(default_samples_dir() / "sample_surgical.jpg")
+    lm, how = mesh(rgb)
+    assert how == "detector" and lm.shape == (68, 2)
+    assert check_landmarks(lm, rgb.shape) is None
+    assert lm[0, 0] < lm[30, 0] < lm[16, 0]  # jaw ends either side of the nose tip
+    assert lm[36:42, 0].max() < lm[42:48, 0].min()  # eye 36-41 on the image left
+    assert lm[48, 0] < lm[51, 0] < lm[54, 0] and lm[51, 1] < lm[57, 1]  # lip corners, top, bottom
+    assert lm[19, 1] < lm[37, 1] < lm[30, 1] < lm[51, 1] < lm[8, 1]  # brow, eye, nose, lip, chin
+    # the mirrored face gives the mirrored head turn: the mapping is left/right consistent
+    flipped, _ = mesh(np.ascontiguousarray(rgb[:, ::-1]))
+    assert yaw_ratio(flipped) == pytest.approx(1 - yaw_ratio(lm), abs=0.05)
+
+
+def test_generate_finds_landmarks_itself(tmp_path: Path, templates_dir: Path) -> None:
+    """No --landmarks: the mesh finds them, and the next run reuses OUT/landmarks.json."""
+    from abanet.inference.segmenter import default_samples_dir
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "face.jpg").write_bytes((default_samples_dir() / "sample_surgical.jpg").read_bytes())
+    cv2.imwrite(str(faces / "blank.png"), np.full((80, 80, 3), 128, np.uint8))
+    out = tmp_path / "out"
+    args = dict(templates_dir=templates_dir, size=64, progress=False)
+    rep = generate(faces, out, 2, seed=0, **args)
+    assert (rep.faces_usable, rep.faces_skipped_by_reason) == (1, {"no face found": 1})
+    assert rep.written >= 1
+    cache = json.loads((out / "landmarks.json").read_text())
+    assert cache["detector"] == "mediapipe-mesh-68"
+    assert len(cache["faces"]["face.jpg"]["landmarks"]) == 68
 
 
 def test_item_rng_depends_on_seed_and_index_only() -> None:

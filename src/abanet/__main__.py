@@ -1,6 +1,8 @@
 """``python -m abanet``: the same command line as ``abanet``."""
 
-from abanet.cli.main import app
+import sys
+
+from abanet.cli.main import main
 
 if __name__ == "__main__":
-    app(prog_name="abanet")
+    sys.exit(main())

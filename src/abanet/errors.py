@@ -17,3 +17,11 @@ class ModelError(AbanetError):
 
 class ImageReadError(DataError):
     """An image file could not be decoded."""
+
+
+class UsageError(AbanetError):
+    """A command-line option or argument has a value the command cannot use."""
+
+
+class OutputExistsError(DataError):
+    """An output file is already there and replacing it was not asked for."""

@@ -36,28 +36,23 @@ def benchmark(
     """Images/s, ms/image (median after warm-up) and peak memory of one backend."""
     import json
 
-    from abanet.errors import AbanetError
+    from abanet.errors import OutputExistsError
     from abanet.inference.benchmark import format_result, run_benchmark
 
     if json_file is not None and json_file.exists() and not overwrite:
-        typer.echo(f"error: {json_file}: file exists; pass --overwrite to replace it", err=True)
-        raise typer.Exit(2)
-    try:
-        result = run_benchmark(
-            model,
-            size=size,
-            batch=batch,
-            device=device,
-            backend=backend,
-            iters=iters,
-            warmup=warmup,
-            vs_naive=vs_naive,
-            num_threads=threads,
-            log=lambda msg: typer.echo(msg, err=True),
-        )
-    except AbanetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise OutputExistsError(f"{json_file}: file exists; pass --overwrite to replace it")
+    result = run_benchmark(
+        model,
+        size=size,
+        batch=batch,
+        device=device,
+        backend=backend,
+        iters=iters,
+        warmup=warmup,
+        vs_naive=vs_naive,
+        num_threads=threads,
+        log=lambda msg: typer.echo(msg, err=True),
+    )
     typer.echo(format_result(result))
     if json_file is not None:
         from abanet.data.io import write_bytes_atomic

@@ -20,11 +20,6 @@ KIND_HELP = "Layout: auto, folders (images/+masks/), mfsd (MSFD/1/face_crop...),
 LABELS_HELP = "LabelMe labels that count as mask, comma-separated ('*' = every shape)."
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(2)
-
-
 def _labels(text: str | None) -> tuple[str, ...]:
     from abanet.data.readers import DEFAULT_LABELME_LABELS
 
@@ -108,26 +103,23 @@ def check(
     from abanet.data.readers import detect_kind, open_dataset
     from abanet.errors import AbanetError
 
-    try:
-        if json_out is not None and json_out.exists() and not overwrite:
-            raise AbanetError(f"{json_out}: file exists (pass --overwrite to replace it)")
-        k = detect_kind(directory) if kind == "auto" else kind
-        samples, problems = open_dataset(directory, k, recursive=recursive, labels=_labels(labels))
-        report = check_dataset(
-            samples,
-            problems,
-            root=str(directory),
-            kind=k,
-            threshold=threshold,
-            duplicates=duplicates,
-        )
-        _print_report(report, directory, max_problems)
-        if json_out is not None:
-            text = json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n"
-            write_bytes_atomic(json_out, text.encode("utf-8"), overwrite=overwrite)
-            typer.echo(f"report written to {json_out}")
-    except AbanetError as exc:
-        raise _fail(exc) from None
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise AbanetError(f"{json_out}: file exists (pass --overwrite to replace it)")
+    k = detect_kind(directory) if kind == "auto" else kind
+    samples, problems = open_dataset(directory, k, recursive=recursive, labels=_labels(labels))
+    report = check_dataset(
+        samples,
+        problems,
+        root=str(directory),
+        kind=k,
+        threshold=threshold,
+        duplicates=duplicates,
+    )
+    _print_report(report, directory, max_problems)
+    if json_out is not None:
+        text = json.dumps(report.to_dict(), indent=1, ensure_ascii=False) + "\n"
+        write_bytes_atomic(json_out, text.encode("utf-8"), overwrite=overwrite)
+        typer.echo(f"report written to {json_out}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -169,63 +161,60 @@ def split(
     from abanet.data.readers import open_dataset, paired
     from abanet.errors import AbanetError
 
-    try:
-        if out.exists() and not overwrite:
-            raise AbanetError(f"{out}: file exists (pass --overwrite to replace it)")
-        samples, _ = open_dataset(directory, kind, recursive=recursive, labels=_labels(labels))
-        items = paired(samples)
-        if not items:
-            raise AbanetError(f"{directory}: no image/mask pairs to split")
-        if len(items) < len(samples):
-            typer.echo(f"note: {len(samples) - len(items)} images without masks are left out")
-        groups = S.sample_groups(items, group_by)
-        if merge_duplicates:
-            dups = [[s.name for s in d] for d in duplicate_sets(items)]
-            groups = S.merge_groups(groups, dups)
-            if dups:
-                typer.echo(f"note: {len(dups)} sets of identical images kept in one split")
-        items = [replace(s, group=groups[s.name]) for s in items]
-        rule = None  # the groups are now on the samples
-        lists = {
-            k: v
-            for k, v in (("train", train_list), ("val", val_list), ("test", test_list))
-            if v is not None
-        }
-        meta: dict[str, Any] = {"seed": seed, "group_by": group_by, "source": str(directory)}
-        if kfold:
-            result: Any = S.kfold_splits(items, k=kfold, seed=seed, group_by=rule)
-            meta["kfold"] = kfold
-            S.save_split(result, out, overwrite=overwrite, meta=meta)
-            for i, f in enumerate(result):
-                typer.echo(f"fold {i}: train {len(f['train'])}, val {len(f['val'])}")
+    if out.exists() and not overwrite:
+        raise AbanetError(f"{out}: file exists (pass --overwrite to replace it)")
+    samples, _ = open_dataset(directory, kind, recursive=recursive, labels=_labels(labels))
+    items = paired(samples)
+    if not items:
+        raise AbanetError(f"{directory}: no image/mask pairs to split")
+    if len(items) < len(samples):
+        typer.echo(f"note: {len(samples) - len(items)} images without masks are left out")
+    groups = S.sample_groups(items, group_by)
+    if merge_duplicates:
+        dups = [[s.name for s in d] for d in duplicate_sets(items)]
+        groups = S.merge_groups(groups, dups)
+        if dups:
+            typer.echo(f"note: {len(dups)} sets of identical images kept in one split")
+    items = [replace(s, group=groups[s.name]) for s in items]
+    rule = None  # the groups are now on the samples
+    lists = {
+        k: v
+        for k, v in (("train", train_list), ("val", val_list), ("test", test_list))
+        if v is not None
+    }
+    meta: dict[str, Any] = {"seed": seed, "group_by": group_by, "source": str(directory)}
+    if kfold:
+        result: Any = S.kfold_splits(items, k=kfold, seed=seed, group_by=rule)
+        meta["kfold"] = kfold
+        S.save_split(result, out, overwrite=overwrite, meta=meta)
+        for i, f in enumerate(result):
+            typer.echo(f"fold {i}: train {len(f['train'])}, val {len(f['val'])}")
+    else:
+        if lists:
+            result, notes = S.split_from_lists(items, lists)
+            for n in notes:
+                typer.echo(f"warning: {n}")
+            meta["lists"] = {k: str(v) for k, v in lists.items()}
+        elif preset:
+            if preset != "paper":
+                raise AbanetError(f"unknown split preset {preset!r} (known: paper)")
+            result = S.paper_split(items, seed=seed, group_by=rule)
+            meta["preset"] = preset
         else:
-            if lists:
-                result, notes = S.split_from_lists(items, lists)
-                for n in notes:
-                    typer.echo(f"warning: {n}")
-                meta["lists"] = {k: str(v) for k, v in lists.items()}
-            elif preset:
-                if preset != "paper":
-                    raise AbanetError(f"unknown split preset {preset!r} (known: paper)")
-                result = S.paper_split(items, seed=seed, group_by=rule)
-                meta["preset"] = preset
-            else:
-                try:
-                    r = [float(x) for x in ratios.split(",")]
-                except ValueError:
-                    msg = f"--ratios {ratios!r}: expected numbers like 0.8,0.1,0.1"
-                    raise AbanetError(msg) from None
-                result = S.split_by_ratios(items, r, seed=seed, group_by=rule)
-                meta["ratios"] = r
-            S.save_split(result, out, overwrite=overwrite, meta=meta)
-            counts = {k: (len(v), len({groups[n] for n in v})) for k, v in result.items()}
-            for k, (n, g) in counts.items():
-                typer.echo(f"{k}: {n} samples, {g} groups")
-            shared = Counter(g for v in result.values() for g in {groups[n] for n in v})
-            typer.echo(f"groups in more than one split: {sum(1 for c in shared.values() if c > 1)}")
-        typer.echo(f"split written to {out}")
-    except AbanetError as exc:
-        raise _fail(exc) from None
+            try:
+                r = [float(x) for x in ratios.split(",")]
+            except ValueError:
+                msg = f"--ratios {ratios!r}: expected numbers like 0.8,0.1,0.1"
+                raise AbanetError(msg) from None
+            result = S.split_by_ratios(items, r, seed=seed, group_by=rule)
+            meta["ratios"] = r
+        S.save_split(result, out, overwrite=overwrite, meta=meta)
+        counts = {k: (len(v), len({groups[n] for n in v})) for k, v in result.items()}
+        for k, (n, g) in counts.items():
+            typer.echo(f"{k}: {n} samples, {g} groups")
+        shared = Counter(g for v in result.values() for g in {groups[n] for n in v})
+        typer.echo(f"groups in more than one split: {sum(1 for c in shared.values() if c > 1)}")
+    typer.echo(f"split written to {out}")
 
 
 @data_app.command("convert-labelme")
@@ -238,14 +227,10 @@ def convert_labelme_cmd(
 ) -> None:
     """Rasterise LabelMe polygons into OUT/masks/*.png (0/255) next to OUT/images/."""
     from abanet.data.convert import convert_labelme
-    from abanet.errors import AbanetError
 
-    try:
-        written, problems = convert_labelme(
-            src, out, labels=_labels(labels), recursive=recursive, overwrite=overwrite
-        )
-    except AbanetError as exc:
-        raise _fail(exc) from None
+    written, problems = convert_labelme(
+        src, out, labels=_labels(labels), recursive=recursive, overwrite=overwrite
+    )
     for p in problems:
         typer.echo(f"{p.severity}: {p}", err=p.severity == "error")
     typer.echo(f"{written} pairs written to {out}")

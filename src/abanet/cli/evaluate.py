@@ -34,8 +34,13 @@ def evaluate(
         None, "--grid-worst", help="Show the N worst images by IoU in --grid."
     ),
     grid_rows: int = typer.Option(8, "--grid-rows", help="Rows in --grid (without --grid-worst)."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Default: the model's."),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Default: the model's."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
+    backend: str = typer.Option(
+        "eager", "--backend", help="Inference backend, as for predict (eager: the reference)."
+    ),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     no_structure: bool = typer.Option(
         False, "--no-structure", help="Skip F-beta, S-measure, E-measure (faster)."
@@ -49,36 +54,37 @@ def evaluate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier evaluation."),
 ) -> None:
     """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
+    from abanet.cli.options import check_inference_options
     from abanet.engine.evaluation import evaluate as run_eval
-    from abanet.errors import AbanetError
 
-    try:
-        res = run_eval(
-            model,
-            data,
-            out,
-            size=size,
-            batch_size=batch_size,
-            split=split,
-            subset=subset,
-            kind=kind,
-            compare=compare,
-            grid=grid,
-            grid_worst=grid_worst,
-            grid_rows=grid_rows,
-            threshold=threshold,
-            structure=not no_structure,
-            device=device,
-            num_workers=workers,
-            flip_tta=flip_tta,
-            fill_holes=fill_holes,
-            overwrite=overwrite,
-        )
-    except AbanetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    check_inference_options(device, backend, None)
+
+    res = run_eval(
+        model,
+        data,
+        out,
+        size=size,
+        batch_size=batch_size,
+        split=split,
+        subset=subset,
+        kind=kind,
+        compare=compare,
+        grid=grid,
+        grid_worst=grid_worst,
+        grid_rows=grid_rows,
+        threshold=threshold,
+        structure=not no_structure,
+        device=device,
+        backend=backend,
+        num_workers=workers,
+        flip_tta=flip_tta,
+        fill_holes=fill_holes,
+        overwrite=overwrite,
+    )
     m = res.metrics
     s = res.summary
+    for note in s["warnings"]:
+        typer.secho(f"warning: {note}", err=True, fg="yellow")
     typer.echo(f"{s['images']} images, {s['fps']:.1f} images/s on {s['device']}")
     keys = ["iou", "f1", "precision", "recall", "accuracy", "mae", "fbeta_adaptive", "smeasure"]
     typer.echo("  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m))

@@ -40,46 +40,41 @@ def experiment(
 ) -> None:
     """Train and evaluate every row of a paper table; write table.md beside the paper's numbers."""
     from abanet.engine.experiments import load_preset, run_experiment
-    from abanet.errors import AbanetError
 
-    try:
-        if list_only:
-            from abanet.engine.experiments import run_config, slug
+    if list_only:
+        from abanet.engine.experiments import run_config, slug
 
-            spec = load_preset(preset, scale)
-            typer.echo(f"{spec.title} ({scale}, {trials or spec.trials} trial(s) per row)")
-            for r in spec.runs:
-                c = run_config(
-                    spec,
-                    r,
-                    str(data),
-                    scale,
-                    0,
-                    Path(out or ".") / slug(r.label),
-                    overrides,
-                    substitute,
-                    seed,
-                )
-                m, lo, o = c["model"], c["loss"], c["optim"]
-                typer.echo(
-                    f"  {r.label}: {m['name']} {m['kwargs'] or ''} input {c['input_size']}, "
-                    f"loss {lo['spec']} (alpha {lo['focal_alpha']}), {o['name']} lr {o['lr']}"
-                )
-            return
-        res = run_experiment(
-            preset,
-            data,
-            out,
-            scale=scale,
-            trials=trials,
-            overrides=overrides,
-            substitute=substitute,
-            seed=seed,
-            device=device,
-            log=typer.echo,
-        )
-    except AbanetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        spec = load_preset(preset, scale)
+        typer.echo(f"{spec.title} ({scale}, {trials or spec.trials} trial(s) per row)")
+        for r in spec.runs:
+            c = run_config(
+                spec,
+                r,
+                str(data),
+                scale,
+                0,
+                Path(out or ".") / slug(r.label),
+                overrides,
+                substitute,
+                seed,
+            )
+            m, lo, o = c["model"], c["loss"], c["optim"]
+            typer.echo(
+                f"  {r.label}: {m['name']} {m['kwargs'] or ''} input {c['input_size']}, "
+                f"loss {lo['spec']} (alpha {lo['focal_alpha']}), {o['name']} lr {o['lr']}"
+            )
+        return
+    res = run_experiment(
+        preset,
+        data,
+        out,
+        scale=scale,
+        trials=trials,
+        overrides=overrides,
+        substitute=substitute,
+        seed=seed,
+        device=device,
+        log=typer.echo,
+    )
     typer.echo(f"{res.trained} trained, {res.skipped} reused")
     typer.echo(res.table.read_text())

@@ -25,44 +25,37 @@ def export(
     """Export MODEL to FILE; batch, height and width stay dynamic in the graph."""
     import os
 
-    from abanet.errors import AbanetError
+    from abanet.errors import OutputExistsError, UsageError
     from abanet.inference.benchmark import resolve_model
     from abanet.inference.export import ExportError, check_shapes, export_onnx, verify_onnx
 
-    def fail(msg: str) -> typer.Exit:
-        typer.echo(f"error: {msg}", err=True)
-        return typer.Exit(2)
-
     if fmt.lower() != "onnx":
-        raise fail(f"unsupported format {fmt!r} (supported: onnx)")
+        raise UsageError(f"unsupported format {fmt!r} (supported: onnx)")
     if output.exists() and not overwrite:
-        raise fail(f"{output}: file exists; pass --overwrite to replace it")
-    try:
-        net, source = resolve_model(model)
-        cfg = net.config
-        size = int(size or cfg.input_size)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        from abanet.data.io import atomic_temp
+        raise OutputExistsError(f"{output}: file exists; pass --overwrite to replace it")
+    net, source = resolve_model(model)
+    cfg = net.config
+    size = int(size or cfg.input_size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    from abanet.data.io import atomic_temp
 
-        fd, tmp_name = atomic_temp(output, suffix=".onnx")
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            export_onnx(net, tmp, size=size, opset=opset, overwrite=True)
-            if verify:
-                checks = verify_onnx(net, tmp, check_shapes(size, cfg.size_divisor))
-                typer.echo("check against PyTorch (ONNX Runtime CPU):")
-                for check in checks:
-                    typer.echo("  " + check.line())
-                if not all(c.ok for c in checks):
-                    raise ExportError(f"{output}: ONNX outputs do not match PyTorch; not written")
-            if output.exists() and not overwrite:
-                raise ExportError(f"{output}: file exists; pass --overwrite to replace it")
-            os.replace(tmp, output)
-        finally:
-            tmp.unlink(missing_ok=True)
-    except AbanetError as exc:
-        raise fail(str(exc)) from exc
+    fd, tmp_name = atomic_temp(output, suffix=".onnx")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        export_onnx(net, tmp, size=size, opset=opset, overwrite=True)
+        if verify:
+            checks = verify_onnx(net, tmp, check_shapes(size, cfg.size_divisor))
+            typer.echo("check against PyTorch (ONNX Runtime CPU):")
+            for check in checks:
+                typer.echo("  " + check.line())
+            if not all(c.ok for c in checks):
+                raise ExportError(f"{output}: ONNX outputs do not match PyTorch; not written")
+        if output.exists() and not overwrite:
+            raise ExportError(f"{output}: file exists; pass --overwrite to replace it")
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
     mb = output.stat().st_size / 1e6
     typer.echo(
         f"wrote {output} ({mb:.1f} MB): {cfg.name} ({source}), opset {opset}, input 'input' "

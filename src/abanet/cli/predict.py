@@ -16,7 +16,9 @@ def predict(
     out: Path = typer.Option(Path("abanet-out"), "-o", "--out", help="Output folder."),
     samples: bool = typer.Option(False, "--samples", help="Also segment the shipped samples."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped name or weights path."),
-    threshold: float = typer.Option(None, help="Probability threshold (default: the model's)."),
+    threshold: float = typer.Option(
+        None, min=0.0, max=1.0, help="Probability threshold (default: the model's)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu or cuda (cuda fails when absent)."),
     backend: str = typer.Option("auto", help="Inference backend (auto: fastest faithful)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Crops per forward pass."),
@@ -42,7 +44,9 @@ def predict(
     from rich.console import Console
     from rich.progress import track
 
-    from abanet.errors import AbanetError
+    from abanet.cli.main import EXIT_FAILED, EXIT_INTERRUPTED
+    from abanet.cli.options import check_inference_options, check_out_dir
+    from abanet.errors import UsageError
     from abanet.inference.predict import predict_files
     from abanet.inference.segmenter import Segmenter, default_samples_dir
 
@@ -51,35 +55,32 @@ def predict(
     if samples:
         paths.append(str(default_samples_dir()))
     if not paths:
-        raise typer.BadParameter("give at least one image, folder or glob (or --samples)")
-    try:
-        segmenter = Segmenter(
-            model,
-            device=device,
-            backend=backend,
-            threshold=threshold,
-            detector=None if whole_image else detector,
-            batch_size=batch_size,
-            flip_tta=flip_tta,
-            fill_holes=fill_holes,
-        )
-    except AbanetError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        raise UsageError("give at least one image, folder or glob (or --samples)")
+    check_inference_options(device, backend, None if whole_image else detector)
+    check_out_dir(out)
+    segmenter = Segmenter(
+        model,
+        device=device,
+        backend=backend,
+        threshold=threshold,
+        detector=None if whole_image else detector,
+        batch_size=batch_size,
+        flip_tta=flip_tta,
+        fill_holes=fill_holes,
+    )
 
     def progress(it, total):
         if quiet:
             return it
         return track(it, total=total, description="segmenting", console=console)
 
+    extras = ("overlay", "cutout", "json")  # the flags of OUTPUT_WRITERS' kinds
     summary = predict_files(
         segmenter,
         paths,
         out,
         soft=soft,
-        overlay_out=overlay,
-        cutout_out=cutout,
-        json_out=json_out,
+        extras=[k for k, on in zip(extras, (overlay, cutout, json_out), strict=True) if on],
         whole_image=whole_image,
         overwrite=overwrite,
         progress=progress,
@@ -96,5 +97,8 @@ def predict(
         from abanet.inference.profiling import profile_table
 
         console.print(profile_table(summary.profile), highlight=False, markup=False)
+    if summary.interrupted:
+        console.print("interrupted: rerun the same command to do the rest", highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

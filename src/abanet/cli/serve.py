@@ -18,6 +18,9 @@ def serve(
     detector: str = typer.Option("default", help="Face detector for full photos."),
 ) -> None:
     """Serve POST /predict (PNG mask) and /predict/json over HTTP."""
+    from abanet.cli.options import check_inference_options
+
+    check_inference_options(device, backend, detector)
     import uvicorn
 
     from abanet.inference.segmenter import Segmenter

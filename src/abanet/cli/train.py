@@ -39,20 +39,16 @@ def train(
     items = list(overrides or [])
     if out is not None:
         items.append(f"out={out}")
-    try:
-        if print_config:
-            typer.echo(dump_yaml(resolve_config(config, items)), nl=False)
-            return
-        from abanet.engine.training import train as run_training
+    if print_config:
+        typer.echo(dump_yaml(resolve_config(config, items)), nl=False)
+        return
+    from abanet.engine.training import train as run_training
 
-        if resume and config is None and out is None:
-            raise AbanetError("--resume needs the run folder: pass --out RUN")
-        result = run_training(
-            config, items, resume=resume, command=shlex.join(["abanet", *sys.argv[1:]])
-        )
-    except AbanetError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    if resume and config is None and out is None:
+        raise AbanetError("--resume needs the run folder: pass --out RUN")
+    result = run_training(
+        config, items, resume=resume, command=shlex.join(["abanet", *sys.argv[1:]])
+    )
     best = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
     typer.echo(f"run: {result.run_dir}")
     typer.echo(f"steps: {result.global_step}, epochs: {result.epochs}, {result.seconds:.0f} s")

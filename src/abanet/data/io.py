@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from abanet.errors import DataError, ImageReadError
+from abanet.errors import DataError, ImageReadError, OutputExistsError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -292,10 +292,15 @@ def atomic_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
-    """Write raw bytes via a temp file in the same folder and ``os.replace``."""
+    """Write raw bytes via a temp file in the same folder, then publish it in one step.
+
+    With ``overwrite`` the temp file replaces ``path``; without, it is linked to ``path`` only if
+    no file is there at that moment (an exclusive create: two writers never replace each other's
+    file), else :class:`OutputExistsError`.
+    """
     target = Path(path)
     if target.exists() and not overwrite:
-        raise DataError(f"{target}: file exists (pass overwrite=True / --overwrite to replace it)")
+        raise _exists(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = atomic_temp(target)
     try:
@@ -303,11 +308,55 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, overwrite: boo
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _publish_exclusive(tmp, target)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
     return target
+
+
+def _exists(target: Path) -> OutputExistsError:
+    return OutputExistsError(
+        f"{target}: file exists (pass overwrite=True / --overwrite to replace it)"
+    )
+
+
+def _publish_exclusive(tmp: str, target: Path) -> None:
+    """Give the finished ``tmp`` the name ``target`` unless a file already has it."""
+    try:
+        os.link(tmp, target)  # atomic, fails when target exists
+    except FileExistsError:
+        raise _exists(target) from None
+    except OSError:  # a file system without hard links: reserve the name, then replace
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
+        except FileExistsError:
+            raise _exists(target) from None
+        os.replace(tmp, target)
+
+
+def encode_image(array: np.ndarray, suffix: str, quality: int = 95, name: str = "") -> bytes:
+    """``array`` (uint8 HxW / HxWx3 RGB / HxWx4 RGBA, or bool mask -> 0/255) encoded in the
+    format of the file ending ``suffix`` (.png, .jpg/.jpeg, .bmp, .tif/.tiff, .webp). JPEG cannot
+    hold alpha, so RGBA is composited on white for JPEG."""
+    where = Path(name or f"<image{suffix}>")
+    fmt = _SAVE_FORMATS.get(suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"{where}: cannot write image (unknown extension {suffix!r};"
+            f" use one of {', '.join(sorted(_SAVE_FORMATS))})"
+        )
+    im = Image.fromarray(_as_savable(array, where))
+    if fmt == "JPEG" and im.mode == "RGBA":
+        im = _composite_on_white(im)
+    buf = io.BytesIO()
+    kwargs: dict[str, object] = {}
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    im.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
 
 
 def write_image_atomic(
@@ -316,29 +365,13 @@ def write_image_atomic(
     overwrite: bool = False,
     quality: int = 95,
 ) -> Path:
-    """Save ``array`` (uint8 HxW / HxWx3 RGB / HxWx4 RGBA, or bool mask -> 0/255) atomically.
+    """Save ``array`` atomically in the format its extension names (see :func:`encode_image`).
 
-    The format follows the extension (.png, .jpg/.jpeg, .bmp, .tif/.tiff, .webp). JPEG cannot hold
-    alpha, so RGBA is composited on white for JPEG. Raises DataError if the file exists and
-    ``overwrite`` is False.
+    Raises OutputExistsError if the file exists and ``overwrite`` is False.
     """
     target = Path(path)
-    fmt = _SAVE_FORMATS.get(target.suffix.lower())
-    if fmt is None:
-        raise DataError(
-            f"{target}: cannot write image (unknown extension {target.suffix!r};"
-            f" use one of {', '.join(sorted(_SAVE_FORMATS))})"
-        )
-    a = _as_savable(array, target)
-    im = Image.fromarray(a)
-    if fmt == "JPEG" and im.mode == "RGBA":
-        im = _composite_on_white(im)
-    buf = io.BytesIO()
-    kwargs: dict[str, object] = {}
-    if fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = quality
-    im.save(buf, format=fmt, **kwargs)
-    return write_bytes_atomic(target, buf.getvalue(), overwrite=overwrite)
+    data = encode_image(array, target.suffix, quality, str(target))
+    return write_bytes_atomic(target, data, overwrite=overwrite)
 
 
 def list_images(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:

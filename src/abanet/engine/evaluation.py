@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from abanet.errors import AbanetError, DataError
-from abanet.inference.refine import fill_holes, flip_average
 from abanet.metrics.structure import STRUCTURE_KEYS
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
@@ -59,8 +58,12 @@ def select_samples(
     split: str | os.PathLike[str] | None = None,
     subset: str = "test",
     kind: str = "auto",
+    notes: list[str] | None = None,
 ) -> list[Any]:
-    """The labelled samples of a dataset folder (or a sample list), optionally one split subset."""
+    """The labelled samples of a dataset folder (or a sample list), optionally one split subset.
+
+    Images without a mask cannot be scored: they are left out and said so in ``notes``.
+    """
     from abanet.data.readers import open_dataset, paired
 
     if isinstance(data, str | os.PathLike):
@@ -70,6 +73,12 @@ def select_samples(
             errs = [str(p) for p in problems if p.severity == "error"][:1]
             raise DataError(
                 f"{data}: no image/mask pairs to evaluate" + (f" ({errs[0]})" if errs else "")
+            )
+        unpaired = [s for s in samples if not s.has_mask]
+        if unpaired and notes is not None:
+            notes.append(
+                f"{len(unpaired)} of {len(samples)} images have no mask and are not scored "
+                f"(e.g. {unpaired[0].image_path}; 'abanet data check {data}' lists them)"
             )
     else:
         pairs = list(data)
@@ -85,49 +94,44 @@ def select_samples(
     return pairs
 
 
+def load_scored_mask(sample: Any, threshold: int = 127) -> np.ndarray:
+    """A sample's ground truth as {0, 1}, refused (DataError) when ``abanet data check`` would
+    reject its values: a 0/1 class-index mask would score as empty, a grey one as noise."""
+    from abanet.data.io import binarize_mask, mask_value_problems
+    from abanet.data.readers import load_mask_raw
+
+    raw = load_mask_raw(sample)
+    problems = mask_value_problems(raw, threshold)
+    if problems:
+        raise DataError(f"{sample.mask_path}: {problems[0]}; cannot score against it")
+    return binarize_mask(raw, threshold)
+
+
 class _EvalSet:
-    """Items: normalised input at ``size``, original mask (uint8 {0,1}) and name."""
+    """Items: the RGB image, its ground truth (uint8 {0,1}) and name; the Segmenter preprocesses."""
 
-    def __init__(
-        self, samples: Sequence[Any], size: int, mean: Sequence[float], std: Sequence[float]
-    ) -> None:
-        from abanet.data.transforms import build_transforms
-
+    def __init__(self, samples: Sequence[Any]) -> None:
         self.samples = list(samples)
-        self.transform = build_transforms(size, mean, std, train=False)
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        import torch
-
-        from abanet.data.readers import load_image, load_mask
+        from abanet.data.readers import load_image
 
         s = self.samples[i]
         image = load_image(s)
-        mask = load_mask(s, 127)
+        mask = load_scored_mask(s, 127)
         if image.shape[:2] != mask.shape:
             raise DataError(
                 f"{s.mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image is "
                 f"{image.shape[1]}x{image.shape[0]}"
             )
-        x = self.transform(image=image)["image"].transpose(2, 0, 1)
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-            "mask": mask,
-            "name": s.name,
-        }
+        return {"image": image, "mask": mask, "name": s.name}
 
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    import torch
-
-    return {
-        "image": torch.stack([it["image"] for it in items]),
-        "mask": [it["mask"] for it in items],
-        "name": [it["name"] for it in items],
-    }
+    return {k: [it[k] for it in items] for k in ("image", "mask", "name")}
 
 
 # ---------------------------------------------------------------------------------- model
@@ -146,65 +150,9 @@ def _resolve_model(model: Any, device: str) -> Any:
 
 
 def _device(device: str) -> str:
-    import torch
+    from abanet.inference.backends import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-class Predictor:
-    """Probability maps at each image's own size: resize in, predict, resize the probability out."""
-
-    def __init__(
-        self,
-        model: Any,
-        size: int,
-        device: str,
-        channels_last: bool = True,
-        flip_tta: bool = False,
-        fill_holes: bool = False,
-        threshold: float = 0.5,
-    ) -> None:
-        import torch
-
-        self.model = model
-        self.flip_tta = flip_tta
-        self.fill_holes = fill_holes
-        self.threshold = threshold
-        self.size = size
-        self.device = device
-        self.channels_last = channels_last
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        self.forward_seconds = 0.0
-        self.images = 0
-
-    def __call__(self, batch: Mapping[str, Any]) -> list[Any]:
-        import torch
-        import torch.nn.functional as F
-
-        x = batch["image"].to(self.device)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        probs = flip_average(self.model.predict, x) if self.flip_tta else self.model.predict(x)
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        self.forward_seconds += time.perf_counter() - t0
-        self.images += x.shape[0]
-        out = []
-        for p, m in zip(probs, batch["mask"], strict=True):
-            h, w = m.shape
-            if tuple(p.shape[-2:]) != (h, w):
-                p = F.interpolate(p[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-            p = p[0].clamp_(0.0, 1.0)
-            if self.fill_holes:
-                p = torch.from_numpy(fill_holes(p.cpu().numpy(), self.threshold)).to(p.device)
-            out.append(p)
-        return out
+    return str(resolve_device(device))
 
 
 # -------------------------------------------------------------------------------- compare
@@ -429,6 +377,7 @@ def summary_markdown(
         f"- images: {summary['images']}, input size {summary['input_size']}, threshold "
         f"{summary['threshold']}, device {summary['device']}",
         f"- speed: {summary['fps']:.2f} images/s (model forward, batch {summary['batch_size']})",
+        *(f"- **warning**: {w}" for w in summary.get("warnings", [])),
         "",
         "Per-image means (paper protocol), IoU to accuracy in %:",
         "",
@@ -507,8 +456,8 @@ def evaluate(
     threshold: float | None = None,
     structure: bool = True,
     device: str = "auto",
+    backend: str = "eager",
     num_workers: int = 0,
-    channels_last: bool = True,
     flip_tta: bool | None = None,
     fill_holes: bool | None = None,
     overwrite: bool = False,
@@ -516,8 +465,10 @@ def evaluate(
     """Score ``model`` (a SegmentationModel, a shipped name or a saved folder/file) on the labelled
     pairs of ``data`` (a dataset folder or a list of samples; ``split``+``subset`` pick a part).
 
-    ``size`` overrides the model's input size; ``threshold`` its threshold; ``flip_tta`` and
-    ``fill_holes`` its test-time refinements (``None``: as its config says). With ``out`` the files
+    Probabilities come from :class:`abanet.Segmenter` on each whole image (the path ``predict``
+    uses, with any ``backend`` of it). ``size`` overrides the model's input size; ``threshold``
+    its threshold; ``flip_tta`` and ``fill_holes`` its test-time refinements (``None``: as its
+    config says). With ``out`` the files
     of the module docstring are written there (an existing ``summary.json`` is only replaced with
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
     IoU. Returns an :class:`EvalResult`.
@@ -546,32 +497,39 @@ def evaluate(
             f"size is {nearest_valid_size(input_size, cfg.size_divisor)}"
         )
     thr = float(cfg.threshold if threshold is None else threshold)
-    samples = select_samples(data, split, subset, kind)
+    notes: list[str] = []
+    samples = select_samples(data, split, subset, kind, notes)
     baselines = read_baselines(compare) if compare is not None else None
 
-    dataset = _EvalSet(samples, input_size, cfg.mean, cfg.std)
+    from abanet.inference.profiling import StageTimer
+    from abanet.inference.segmenter import Segmenter
+
+    dataset = _EvalSet(samples)
     loader = DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=_collate
     )
-    tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
-    holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
-    predictor = Predictor(
+    segmenter = Segmenter(
         net,
-        input_size,
-        dev,
-        channels_last=channels_last and dev == "cpu",
-        flip_tta=tta,
-        fill_holes=holes,
+        device=dev,
+        backend=backend,
         threshold=thr,
+        detector=None,
+        batch_size=batch_size,
+        flip_tta=flip_tta,
+        fill_holes=fill_holes,
+        size=input_size,
     )
+    tta, holes = segmenter.flip_tta, segmenter.fill_holes
+    timer = StageTimer()
     metrics = SegmentationMetrics(threshold=thr, structure=structure)
     start = time.perf_counter()
     with torch.inference_mode():
         for batch in loader:
-            probs = predictor(batch)
+            probs = [torch.from_numpy(p) for p in segmenter.segment_crops(batch["image"], timer)]
             masks = [torch.from_numpy(m) for m in batch["mask"]]
-            metrics.update([p.cpu() for p in probs], masks, names=batch["name"])
+            metrics.update(probs, masks, names=batch["name"])
     wall = time.perf_counter() - start
+    forward = timer.seconds.get("model", 0.0)
 
     per_image = []
     for row in metrics.per_image():
@@ -591,9 +549,11 @@ def evaluate(
         "fill_holes": holes,
         "device": dev,
         "batch_size": batch_size,
-        "fps": predictor.images / predictor.forward_seconds if predictor.forward_seconds else 0.0,
+        "backend": getattr(segmenter.backend, "name", backend),
+        "fps": len(samples) / forward if forward else 0.0,
         "seconds": wall,
         "metrics": scores,
+        "warnings": notes,
     }
     result = EvalResult(summary=summary, per_image=per_image, out_dir=out_dir)
 
@@ -604,7 +564,7 @@ def evaluate(
 
     if grid is not None:
         result.files["grid"] = _write_grid(
-            predictor, dataset, per_image, Path(grid), thr, grid_worst, grid_rows, grid_tile
+            segmenter, dataset, per_image, Path(grid), thr, grid_worst, grid_rows, grid_tile
         )
 
     if out_dir is not None:
@@ -646,7 +606,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _write_grid(
-    predictor: Predictor,
+    segmenter: Any,
     dataset: _EvalSet,
     per_image: Sequence[Mapping[str, Any]],
     path: Path,
@@ -655,27 +615,17 @@ def _write_grid(
     rows: int,
     tile: int,
 ) -> Path:
-    import torch
-
-    from abanet.data.readers import load_image
-
     if worst:
         chosen = sorted(range(len(per_image)), key=lambda i: (per_image[i]["iou"], i))[:worst]
     else:
         chosen = list(range(min(rows, len(per_image))))
     items = [dataset[i] for i in chosen]
+    probs = segmenter.segment_crops([it["image"] for it in items])
     picture_rows = []
-    with torch.inference_mode():
-        for start in range(0, len(items), 8):
-            batch = _collate(items[start : start + 8])
-            probs = predictor(batch)
-            for j, p in enumerate(probs):
-                i = chosen[start + j]
-                pred = (p.cpu().numpy() >= threshold).astype(np.uint8)
-                gt = batch["mask"][j]
-                image = load_image(dataset.samples[i])
-                caption = f"IoU {per_image[i]['iou']:.3f}"
-                picture_rows.append((image, gt, pred, caption, per_image[i]["image"]))
+    for i, item, p in zip(chosen, items, probs, strict=True):
+        pred = (p >= threshold).astype(np.uint8)
+        caption = f"IoU {per_image[i]['iou']:.3f}"
+        picture_rows.append((item["image"], item["mask"], pred, caption, per_image[i]["image"]))
     canvas = draw_grid(picture_rows, tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()

@@ -107,6 +107,22 @@ def _build_model(cfg: Mapping[str, Any]) -> Any:
     return model
 
 
+def check_accelerator(name: str) -> None:
+    """Refuse a ``trainer.accelerator`` this machine does not have, before anything is built."""
+    import torch
+
+    present = {
+        "gpu": torch.cuda.is_available(),
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if name in present and not present[name]:
+        raise ConfigError(
+            f"config key 'trainer.accelerator': {name!r} is not available on this machine "
+            "(use trainer.accelerator=cpu or auto)"
+        )
+
+
 def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     t = cfg["trainer"]
     kw: dict[str, Any] = {
@@ -186,6 +202,7 @@ def train(
 
     _quiet_lightning()
     cfg = resolve_config(config, overrides)
+    check_accelerator(str(cfg["trainer"]["accelerator"]))
     run_dir = Path(cfg["out"]) if cfg["out"] else default_run_dir(cfg)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     last_ckpt = ckpt_dir / "last.ckpt"

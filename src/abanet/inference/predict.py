@@ -2,7 +2,9 @@
 
 Decoding, face detection, paste-back and encoding run in a thread pool around the model (which
 sees batches of crops gathered across images) so the cores do not idle; outputs are written
-atomically and never overwrite existing files unless asked.
+atomically and never overwrite existing files unless asked (checked per file when it is
+written). The kinds of output file are the :data:`OUTPUT_WRITERS` registry, which the HTTP service
+uses too.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from abanet.data.io import IMAGE_EXTENSIONS, write_bytes_atomic, write_image_atomic
-from abanet.errors import AbanetError
+from abanet.data.io import IMAGE_EXTENSIONS, encode_image, write_bytes_atomic
+from abanet.errors import AbanetError, OutputExistsError
+from abanet.faces.pipeline import PhotoResult
 from abanet.inference.profiling import StageTimer
 
 
@@ -45,23 +48,37 @@ class PredictSummary:
     masked_faces: int = 0
     no_face: list[Path] = field(default_factory=list)  # inputs where no face was found
     profile: dict[str, Any] = field(default_factory=dict)  # StageTimer.report of the run
+    interrupted: bool = False  # stopped by Ctrl-C; the counts say what was done before
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
-def gather_inputs(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[PredictJob], list[str]]:
-    """Expand files, folders (recursive) and globs into jobs; returns (jobs, problems)."""
+def gather_inputs(
+    inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None
+) -> tuple[list[PredictJob], list[str]]:
+    """Expand files, folders (recursive) and globs into jobs; returns (jobs, problems).
+
+    Folders and globs never yield files under ``exclude`` (the output folder: a run's outputs
+    are not the next run's inputs); a file named explicitly is always taken.
+    """
+    skip = Path(exclude).expanduser().resolve() if exclude is not None else None
+
+    def is_input(p: Path) -> bool:
+        return (
+            p.is_file()
+            and p.suffix.lower() in IMAGE_EXTENSIONS
+            and (skip is None or not p.resolve().is_relative_to(skip))
+        )
+
     jobs: list[PredictJob] = []
     problems: list[str] = []
     for raw in inputs:
         text = str(raw)
         path = Path(text).expanduser()
         if path.is_dir():
-            files = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
+            files = sorted(p for p in path.rglob("*") if is_input(p))
             if not files:
                 problems.append(f"{path}: folder holds no images")
             jobs += [PredictJob(p, p.relative_to(path).with_suffix("")) for p in files]
@@ -69,7 +86,7 @@ def gather_inputs(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Predic
             jobs.append(PredictJob(path, Path(path.stem)))
         elif any(ch in text for ch in "*?["):
             matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            files = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_EXTENSIONS]
+            files = [m for m in matches if is_input(m)]
             if not files:
                 problems.append(f"{text}: pattern matches no images")
             jobs += [PredictJob(m, Path(m.stem)) for m in files]
@@ -89,17 +106,66 @@ def gather_inputs(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[Predic
     return unique, problems
 
 
-def output_paths(out_dir: Path, stem: Path, options: dict[str, bool]) -> dict[str, Path]:
-    """Paths each requested output kind is written to."""
+@dataclass(frozen=True)
+class OutputWriter:
+    """One kind of output file: its name (the CLI flag), the file name after the stem, and how
+    it is encoded from the image, the result, the input's name and the ``soft`` option."""
+
+    name: str
+    suffix: str
+    encode: Callable[[np.ndarray, PhotoResult, str, bool], bytes]
+
+
+def json_record(name: str, result: PhotoResult) -> dict[str, Any]:
+    """The JSON document of one segmented image (``--json`` and the service's /predict/json)."""
+    return {"image": name, **result.to_json()}
+
+
+def _binary(result: PhotoResult) -> np.ndarray:
+    from abanet.inference.segmenter import encode_mask
+
+    return encode_mask(result, False)
+
+
+def _mask_png(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    from abanet.inference.segmenter import encode_mask
+
+    return encode_image(encode_mask(result, soft), ".png")
+
+
+def _overlay_jpg(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    return encode_image(overlay(image, _binary(result)), ".jpg")
+
+
+def _cutout_png(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    return encode_image(cutout(image, _binary(result)), ".png")
+
+
+def _json_bytes(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    return (json.dumps(json_record(name, result), indent=1) + "\n").encode()
+
+
+#: every kind of output ``predict_files`` can write; ``mask`` is always written
+OUTPUT_WRITERS: dict[str, OutputWriter] = {
+    w.name: w
+    for w in (
+        OutputWriter("mask", ".png", _mask_png),
+        OutputWriter("overlay", "_overlay.jpg", _overlay_jpg),
+        OutputWriter("cutout", "_cutout.png", _cutout_png),
+        OutputWriter("json", ".json", _json_bytes),
+    )
+}
+
+
+def output_paths(out_dir: Path, stem: Path, kinds: Iterable[str]) -> dict[str, Path]:
+    """Paths the mask and each requested output kind are written to."""
     base = out_dir / stem
-    paths = {"mask": base.with_suffix(".png")}
-    if options.get("overlay"):
-        paths["overlay"] = base.parent / f"{base.name}_overlay.jpg"
-    if options.get("cutout"):
-        paths["cutout"] = base.parent / f"{base.name}_cutout.png"
-    if options.get("json"):
-        paths["json"] = base.with_suffix(".json")
-    return paths
+    wanted = ["mask", *(k for k in kinds if k != "mask")]
+    for kind in wanted:
+        if kind not in OUTPUT_WRITERS:
+            known = ", ".join(OUTPUT_WRITERS)
+            raise AbanetError(f"unknown output kind {kind!r}; choose from {known}")
+    return {k: base.parent / f"{base.name}{OUTPUT_WRITERS[k].suffix}" for k in wanted}
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=(0, 200, 255), alpha=0.45) -> np.ndarray:
@@ -127,46 +193,47 @@ def predict_files(
     out_dir: str | os.PathLike[str],
     *,
     soft: bool = False,
-    overlay_out: bool = False,
-    cutout_out: bool = False,
-    json_out: bool = False,
+    extras: Iterable[str] = (),
     whole_image: bool = False,
     overwrite: bool = False,
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
     report: Callable[[str], None] = print,
     workers: int | None = None,
 ) -> PredictSummary:
-    """Segment every input and write ``OUT/<stem>.png`` (+ requested extras).
+    """Segment every input and write ``OUT/<stem>.png`` plus the ``extras`` kinds of
+    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``).
+
+    Without ``overwrite`` an input whose outputs all exist is skipped, and one with only some
+    (say ``--overlay`` added on a rerun) gets the missing ones; a file that appears meanwhile
+    (another run) is kept. Files under ``out_dir`` are never taken as inputs from folders.
 
     Pipeline: a thread pool decodes images and finds faces a bounded window ahead of the model;
     the calling thread runs the model on batches of ``segmenter.batch_size`` crops gathered
     across images; the pool pastes results back and encodes the outputs. ``summary.profile``
-    holds the busy seconds of each stage (:mod:`abanet.inference.profiling`).
+    holds the busy seconds of each stage (:mod:`abanet.inference.profiling`). Ctrl-C stops the
+    run cleanly: ``summary.interrupted`` is set and the summary counts what was written.
     """
     from abanet.data.io import read_image
-    from abanet.inference.segmenter import encode_mask
 
     started = time.perf_counter()
     timer = StageTimer()
     out = Path(out_dir)
-    jobs, problems = gather_inputs(inputs)
+    kinds = list(extras)
+    jobs, problems = gather_inputs(inputs, exclude=out)
     summary = PredictSummary()
     for p in problems:
         report(p)
         summary.failed.append((Path(p.split(":", 1)[0]), p))
-    options = {"overlay": overlay_out, "cutout": cutout_out, "json": json_out}
     todo = []
     for job in jobs:
-        paths = output_paths(out, job.stem, options)
-        existing = [p for p in paths.values() if p.exists()]
-        if existing and not overwrite:
-            report(f"{existing[0]}: exists, skipped (use --overwrite to replace)")
-            summary.skipped_existing.append(existing[0])
+        paths = output_paths(out, job.stem, kinds)
+        missing = {k: p for k, p in paths.items() if overwrite or not p.exists()}
+        if not missing:
+            skip_existing(summary, paths["mask"], report)
             continue
-        todo.append((job, paths))
+        todo.append((job, missing))
     if not todo:
         return summary
-    out.mkdir(parents=True, exist_ok=True)
     if not whole_image:
         _ = segmenter.detector  # build once, before the pool threads use it
     _ = segmenter.backend  # calibrate (auto) before timing the pipeline
@@ -181,22 +248,11 @@ def predict_files(
         with detect_lock, timer.stage("detect"):  # time the detector, not the wait for it
             return segmenter.plan(image, whole_image=whole_image)
 
-    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> Any:
+    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> tuple:
         result = segmenter.finish(plan, probs, timer)
         with timer.stage("encode"):
-            for p in paths.values():
-                p.parent.mkdir(parents=True, exist_ok=True)
-            write_image_atomic(paths["mask"], encode_mask(result, soft), overwrite=True)
-            binary = encode_mask(result, False)
-            if "overlay" in paths:
-                write_image_atomic(paths["overlay"], overlay(plan.image, binary), overwrite=True)
-            if "cutout" in paths:
-                write_image_atomic(paths["cutout"], cutout(plan.image, binary), overwrite=True)
-            if "json" in paths:
-                record = {"image": str(job.path), **result.to_json()}
-                text = json.dumps(record, indent=1) + "\n"
-                write_bytes_atomic(paths["json"], text.encode(), overwrite=True)
-        return result
+            written = write_outputs(paths, plan.image, result, str(job.path), soft, overwrite)
+        return result, written, [p for p in paths.values() if p not in written]
 
     def fail(job: PredictJob, message: str) -> None:
         report(message)
@@ -204,27 +260,45 @@ def predict_files(
 
     workers = workers or max(2, min(4, os.cpu_count() or 2))
     window = max(2 * segmenter.batch_size, 2 * workers)  # images decoded ahead of the model
-    with ThreadPoolExecutor(workers) as pool:
-        loads: dict[int, Future] = {}
-        pending: list[tuple[PredictJob, dict[str, Path], Any]] = []
-        writes: list[tuple[PredictJob, dict[str, Path], Future]] = []
+    pool = ThreadPoolExecutor(workers)
+    loads: dict[int, Future] = {}
+    pending: list[tuple[PredictJob, dict[str, Path], Any]] = []
+    writes: list[tuple[PredictJob, Future]] = []
 
-        def run_model() -> None:
-            crops = [c for _, _, plan in pending for c in plan.crops]
-            try:
-                probs = segmenter.segment_crops(crops, timer) if crops else []
-            except AbanetError as exc:
-                for job, _, _ in pending:
-                    fail(job, f"{job.path}: {exc}")
-                pending.clear()
-                return
-            k = 0
-            for job, paths, plan in pending:
-                mine = probs[k : k + len(plan.crops)]
-                k += len(plan.crops)
-                writes.append((job, paths, pool.submit(finish, job, paths, plan, mine)))
+    def run_model() -> None:
+        crops = [c for _, _, plan in pending for c in plan.crops]
+        try:
+            probs = segmenter.segment_crops(crops, timer) if crops else []
+        except AbanetError as exc:
+            for job, _, _ in pending:
+                fail(job, f"{job.path}: {exc}")
             pending.clear()
+            return
+        k = 0
+        for job, paths, plan in pending:
+            mine = probs[k : k + len(plan.crops)]
+            k += len(plan.crops)
+            writes.append((job, pool.submit(finish, job, paths, plan, mine)))
+        pending.clear()
 
+    def collect(wait: bool) -> None:
+        while writes and (wait or writes[0][1].done()):
+            job, fut = writes.pop(0)
+            try:
+                result, written, kept = fut.result()
+            except (AbanetError, OSError) as exc:
+                fail(job, f"{job.path}: cannot write output ({exc})")
+                continue
+            summary.faces += len(result.faces)
+            summary.masked_faces += result.masked_faces
+            if result.no_face:
+                summary.no_face.append(job.path)
+            if written:
+                summary.written.append(written[0])
+            else:
+                skip_existing(summary, kept[0], report)
+
+    try:
         steps: Iterator[Any] = iter(range(len(todo)))
         if progress is not None:
             steps = progress(steps, len(todo))
@@ -242,16 +316,41 @@ def predict_files(
             pending.append((job, paths, plan))
             if sum(len(p.crops) for _, _, p in pending) >= segmenter.batch_size:
                 run_model()
+            collect(wait=False)
         run_model()
-        for job, paths, fut in writes:
-            try:
-                result = fut.result()
-                summary.faces += len(result.faces)
-                summary.masked_faces += result.masked_faces
-                if result.no_face:
-                    summary.no_face.append(job.path)
-                summary.written.append(paths["mask"])
-            except (AbanetError, OSError) as exc:
-                fail(job, f"{job.path}: cannot write output ({exc})")
+        collect(wait=True)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        for fut in loads.values():
+            fut.cancel()
+        collect(wait=True)  # outputs already being encoded are finished, not left half-done
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     summary.profile = timer.report(len(summary.written), time.perf_counter() - started)
     return summary
+
+
+def skip_existing(summary: PredictSummary, path: Path, report: Callable[[str], None]) -> None:
+    """Count and report an output that was already there (and is kept)."""
+    report(f"{path}: exists, skipped (use --overwrite to replace)")
+    summary.skipped_existing.append(path)
+
+
+def write_outputs(
+    paths: dict[str, Path],
+    image: np.ndarray,
+    result: PhotoResult,
+    name: str,
+    soft: bool = False,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Encode and write each output kind of ``paths``; returns the paths written (each file is
+    created exclusively unless ``overwrite``: one that appeared meanwhile is kept)."""
+    written = []
+    for kind, path in paths.items():
+        data = OUTPUT_WRITERS[kind].encode(image, result, name, soft)
+        try:
+            written.append(write_bytes_atomic(path, data, overwrite=overwrite))
+        except OutputExistsError:
+            continue
+    return written

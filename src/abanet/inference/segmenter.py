@@ -60,6 +60,7 @@ class Segmenter:
         batch_size: crops per forward pass.
         flip_tta, fill_holes: test-time refinements (:mod:`abanet.inference.refine`); ``None``
             follows the model config.
+        size: square side images are resized to (default: the model config's input size).
     """
 
     def __init__(
@@ -72,6 +73,7 @@ class Segmenter:
         batch_size: int = 8,
         flip_tta: bool | None = None,
         fill_holes: bool | None = None,
+        size: int | None = None,
     ) -> None:
         from abanet.models.hub import load_model
 
@@ -82,12 +84,14 @@ class Segmenter:
             else load_model(model, device=self.device)
         )
         cfg = self.model.config
-        self.size = int(cfg.input_size)
+        self.size = int(size or cfg.input_size)
         if self.size % cfg.size_divisor:
             raise ModelError(
                 f"{cfg.name}: input_size {self.size} is not a multiple of {cfg.size_divisor}"
             )
         self.threshold = float(cfg.threshold if threshold is None else threshold)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ModelError(f"threshold must be between 0 and 1, got {self.threshold}")
         self.batch_size = max(1, int(batch_size))
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)

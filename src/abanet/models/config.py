@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abanet.errors import ModelError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,17 +47,27 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, data: Any, source: str = "model config") -> ModelConfig:
+        """The config in ``data``; ModelError naming ``source`` when it is not an abanet one."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ModelError(f"{source}: not an abanet model config (no model name)")
         known = {f for f in cls.__dataclass_fields__}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("mean", "std"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        return cls(**values)
+        try:
+            for key in ("mean", "std"):
+                if key in values:
+                    values[key] = tuple(float(v) for v in values[key])
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{source}: bad model config ({exc})") from exc
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path}: cannot read model config ({exc})") from exc
+        return cls.from_dict(data, str(path))

@@ -1,12 +1,15 @@
 """Saving and loading weights: ``model.safetensors`` + ``config.json`` (never touches the network).
 
 A saved model is a folder holding both files; the safetensors header also carries the config, so
-the ``.safetensors`` file alone is enough. Trained weights shipped with the package live in
-``abanet/weights/<name>/`` and load by name (``"default"`` is an alias).
+the ``.safetensors`` file alone is enough. The config's ``metadata["weights_sha256"]`` is a
+checksum of the tensors (:func:`state_checksum`); loading verifies it when it is there. Trained
+weights shipped with the package live in ``abanet/weights/<name>/`` and load by name
+(``"default"`` is an alias).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,8 @@ DEFAULT_MODEL_FILE = WEIGHTS_DIR / "DEFAULT"
 _CONFIG_KEY = "abanet_config"
 # options that only matter when building from scratch and must not be replayed on load
 _BUILD_ONLY = ("encoder_weights",)
+#: metadata key of the tensors' checksum
+CHECKSUM_KEY = "weights_sha256"
 
 
 def list_pretrained() -> list[str]:
@@ -48,14 +53,24 @@ def save_pretrained(model: SegmentationModel, directory: str | Path, **metadata:
     directory.mkdir(parents=True, exist_ok=True)
     config = ModelConfig.from_dict(model.config.to_dict())
     config.kwargs = {k: v for k, v in config.kwargs.items() if k not in _BUILD_ONLY}
-    config.metadata = {**config.metadata, **metadata}
-    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config.metadata = {**config.metadata, **metadata, CHECKSUM_KEY: state_checksum(state)}
+    config_json = json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
     write_bytes_atomic(
         directory / "model.safetensors", save(state, {_CONFIG_KEY: config_json}), overwrite=True
     )
     write_bytes_atomic(directory / "config.json", (config_json + "\n").encode(), overwrite=True)
     return directory
+
+
+def state_checksum(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _locate(name_or_path: str | Path) -> tuple[Path, ModelConfig]:
@@ -70,15 +85,11 @@ def _locate(name_or_path: str | Path) -> tuple[Path, ModelConfig]:
             weights, cfg_path = path / "model.safetensors", path / "config.json"
             if not weights.is_file():
                 raise ModelError(f"{path}: no model.safetensors in this folder")
-            if cfg_path.is_file():
-                return weights, ModelConfig.load(cfg_path)
-            return weights, _config_from_header(weights)
+            return weights, _config_for(weights, cfg_path, prefer_header=False)
         if path.is_file():
             if path.suffix != ".safetensors":
                 raise ModelError(f"{path}: expected a .safetensors file or a model folder")
-            sibling = path.parent / "config.json"
-            cfg = ModelConfig.load(sibling) if sibling.is_file() else _config_from_header(path)
-            return path, cfg
+            return path, _config_for(path, path.parent / "config.json", prefer_header=True)
     from abanet.models.registry import list_models
 
     if text in list_models():
@@ -90,7 +101,24 @@ def _locate(name_or_path: str | Path) -> tuple[Path, ModelConfig]:
     raise ModelError(f"{text}: no such model folder, weights file or shipped model ({shipped})")
 
 
-def _config_from_header(path: Path) -> ModelConfig:
+def _config_for(weights: Path, config_json: Path, prefer_header: bool) -> ModelConfig:
+    """The config of ``weights``: the ``config.json`` beside it or the one in its header,
+    whichever is preferred and is an abanet config (a stray ``config.json`` is passed over)."""
+    header = _config_from_header(weights)
+    beside = None
+    if config_json.is_file() and not (prefer_header and header is not None):
+        try:
+            beside = ModelConfig.load(config_json)
+        except ModelError:
+            if header is None:
+                raise
+    config = beside or header
+    if config is None:
+        raise ModelError(f"{weights}: no config.json beside it and no config in its header")
+    return config
+
+
+def _config_from_header(path: Path) -> ModelConfig | None:
     from safetensors import safe_open
 
     try:
@@ -99,8 +127,12 @@ def _config_from_header(path: Path) -> ModelConfig:
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"{path}: not a readable safetensors file ({exc})") from exc
     if _CONFIG_KEY not in meta:
-        raise ModelError(f"{path}: no config.json beside it and no config in its header")
-    return ModelConfig.from_dict(json.loads(meta[_CONFIG_KEY]))
+        return None
+    try:
+        data = json.loads(meta[_CONFIG_KEY])
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: the config in its header is not JSON ({exc})") from exc
+    return ModelConfig.from_dict(data, f"{path} (header)")
 
 
 def read_config(name_or_path: str | Path) -> ModelConfig:
@@ -121,6 +153,12 @@ def load_model(name_or_path: str | Path = "default", device: str | torch.device 
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0]
         raise ModelError(f"{weights}: weights do not fit {config.name} ({first})") from exc
+    expected = config.metadata.get(CHECKSUM_KEY)
+    if expected is not None and state_checksum(state) != expected:
+        raise ModelError(
+            f"{weights}: tensor data does not match its checksum (the file is damaged or was "
+            "changed after saving); save or download it again"
+        )
     config.kwargs = kwargs
     model.config = config
     return model.to(device).eval()

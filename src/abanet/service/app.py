@@ -9,7 +9,6 @@ Endpoints:
 
 from __future__ import annotations
 
-import io
 import threading
 from typing import Any
 
@@ -17,7 +16,6 @@ import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from PIL import Image
 
 from abanet.errors import AbanetError
 
@@ -28,7 +26,7 @@ def create_app(segmenter: Any) -> FastAPI:
     """Build the app around a ready ``Segmenter`` (shared; calls are serialised by a lock)."""
     from abanet import __version__
     from abanet.data.io import read_image_bytes
-    from abanet.inference.segmenter import encode_mask
+    from abanet.inference.predict import OUTPUT_WRITERS, json_record
 
     app = FastAPI(
         title="abanet", version=__version__, description="Face-mask region segmentation (ABANet)."
@@ -64,10 +62,8 @@ def create_app(segmenter: Any) -> FastAPI:
     ) -> Response:
         image = await _decode(file)
         result = await run_in_threadpool(_segment, image, whole_image)
-        buf = io.BytesIO()
-        Image.fromarray(encode_mask(result, soft), mode="L").save(buf, format="PNG")
         return Response(
-            buf.getvalue(),
+            OUTPUT_WRITERS["mask"].encode(image, result, file.filename or "<upload>", soft),
             media_type="image/png",
             headers={"X-Abanet-Faces": str(len(result.faces))},
         )
@@ -78,6 +74,6 @@ def create_app(segmenter: Any) -> FastAPI:
     ) -> dict[str, Any]:
         image = await _decode(file)
         result = await run_in_threadpool(_segment, image, whole_image)
-        return {"image": file.filename, **result.to_json()}
+        return json_record(file.filename or "<upload>", result)
 
     return app

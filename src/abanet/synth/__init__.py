@@ -9,8 +9,8 @@ from __future__ import annotations
 from abanet.synth.factory import SynthReport, choose_template, generate, item_rng
 from abanet.synth.landmarks import (
     AnchorParams,
-    DlibLandmarker,
     LandmarkError,
+    MeshLandmarker,
     canonical_landmarks,
     check_landmarks,
     mask_anchors,
@@ -21,7 +21,7 @@ from abanet.synth.templates import MaskTemplate, TemplateSet, load_templates, pa
 
 __all__ = [
     "AnchorParams",
-    "DlibLandmarker",
+    "MeshLandmarker",
     "LandmarkError",
     "MaskTemplate",
     "PlacementError",

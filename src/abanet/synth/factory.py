@@ -176,9 +176,9 @@ def _init_worker(tset: TemplateSet, options: dict[str, Any], faces_dir: str) -> 
 
 def _detect(rel: str) -> tuple[str, dict[str, Any]]:
     if "landmarker" not in _STATE:
-        from abanet.synth.landmarks import DlibLandmarker
+        from abanet.synth.landmarks import MeshLandmarker
 
-        _STATE["landmarker"] = DlibLandmarker()
+        _STATE["landmarker"] = MeshLandmarker()
     try:
         rgb = read_rgb(_STATE["faces_dir"] / rel)
     except ImageReadError:
@@ -296,7 +296,7 @@ def _find_landmarks(
     landmarks_file: str | Path | None,
     overwrite: bool,
 ) -> dict[str, dict[str, Any]]:
-    """Landmarks per face: from the given file, else dlib (cached in ``out_dir/landmarks.json``)."""
+    """Landmarks per face: from the given file, else the face mesh (cached: OUT/landmarks.json)."""
     if landmarks_file is not None:
         known = load_landmarks_file(Path(landmarks_file))
         return {f: known.get(f, {"failed": "not in landmarks file"}) for f in faces}
@@ -310,7 +310,7 @@ def _find_landmarks(
         for rel, entry in runner.map(_detect, todo, "landmarks", 2):
             known[rel] = entry
         faces_out = {f: known[f] for f in faces}
-        _write_json(cache, {"version": 1, "detector": "dlib-68", "faces": faces_out})
+        _write_json(cache, {"version": 1, "detector": "mediapipe-mesh-68", "faces": faces_out})
     return known
 
 
@@ -357,7 +357,7 @@ def generate(
 ) -> SynthReport:
     """Write ``n`` synthetic pairs ``out_dir/images/<name>.jpg`` + ``out_dir/masks/<name>.png``.
 
-    Landmarks come from ``landmarks_file`` if given, else from dlib (cached in
+    Landmarks come from ``landmarks_file`` if given, else from the face mesh (cached in
     ``out_dir/landmarks.json`` and reused on the next run). Faces without usable landmarks are left
     out and counted; item ``i`` uses a seeded shuffle of the usable faces and its own generator
     ``item_rng(seed, i)``, so the bytes written do not depend on ``workers``. Existing files are

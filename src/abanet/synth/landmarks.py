@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -175,125 +176,127 @@ def yaw_ratio(lm: np.ndarray) -> float:
     return float((nose - a[0]) / max(c[0] - a[0], 1e-6))
 
 
-def default_predictor_path() -> Path:
-    """dlib's 68-point model shipped by ``face-recognition-models`` (found without importing the
-    package, whose ``__init__`` needs the removed ``pkg_resources``)."""
-    import importlib.util
+#: the MediaPipe face-mesh point standing for each of the 68 dlib/iBUG landmarks
+MESH_TO_68 = np.array(
+    [
+        *(127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356),
+        *(70, 63, 105, 66, 107, 336, 296, 334, 293, 300),  # brows
+        *(168, 197, 5, 4, 75, 97, 2, 326, 305),  # nose bridge, nostrils
+        *(33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380),  # eyes
+        *(61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84, 181),  # outer lips
+        *(78, 82, 13, 312, 308, 317, 14, 87),  # inner lips
+    ]
+)
+MESH_MODEL = (
+    Path(__file__).resolve().parent.parent / "assets" / "mediapipe" / "face_landmark.tflite"
+)
+MESH_SIDE = 192  # the mesh model's input side
 
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise LandmarkError(
-            "face-recognition-models is not installed (pip install face-recognition-models), "
-            "or pass precomputed landmarks with --landmarks"
-        )
-    for loc in spec.submodule_search_locations:
-        path = Path(loc) / "models" / "shape_predictor_68_face_landmarks.dat"
-        if path.is_file():
-            return path
-    raise LandmarkError("face-recognition-models has no shape_predictor_68_face_landmarks.dat")
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A square face region: centre, side and roll (radians, the eye line's angle)."""
+
+    cx: float
+    cy: float
+    side: float
+    roll: float = 0.0
+
+    def to_crop(self) -> np.ndarray:
+        """2x3 affine map from image pixels to the mesh model's input pixels."""
+        k = MESH_SIDE / self.side
+        c, s = np.cos(self.roll), np.sin(self.roll)
+        rot = k * np.array([[c, s], [-s, c]])
+        shift = MESH_SIDE / 2 - rot @ np.array([self.cx, self.cy])
+        return np.hstack([rot, shift[:, None]])
 
 
-class DlibLandmarker:
-    """dlib face detection + 68-point shape predictor, tuned for small face crops.
+def box_from_points(pts: np.ndarray, scale: float = 1.5) -> FaceBox:
+    """MediaPipe's region for the next fit: the points' box, ``scale`` times its longer side,
+    turned by the eye line (mesh points 33 and 263)."""
+    (x0, y0), (x1, y1) = pts[:, :2].min(0), pts[:, :2].max(0)
+    d = pts[263, :2] - pts[33, :2]
+    side = scale * max(x1 - x0, y1 - y0)
+    return FaceBox((x0 + x1) / 2, (y0 + y1) / 2, side, float(np.arctan2(d[1], d[0])))
 
-    The crop is upscaled so that its shorter side is at least ``min_side`` px. Boxes are tried in
-    turn until the predicted landmarks pass :func:`check_landmarks` and are stable: dlib's HOG
-    detector (fast), then dlib's CNN (MMOD) detector on a ``cnn_side`` px version (slower, finds
-    most blurry or turned faces the HOG misses), and, only if ``whole_crop`` is set, the whole crop
-    as the face box (on faces-unmasked this mostly gave wrong landmarks, so it is off by default).
-    CNN and whole-crop boxes are refined from the predicted landmarks into the box shape the
-    predictor was trained on. Stable means: predicting again from the box the landmarks imply moves
-    them by at most ``max_drift`` inter-ocular distances on average (good fits move < 0.02).
+
+class MeshLandmarker:
+    """68 landmarks from MediaPipe's face mesh (the vendored ``face_landmark.tflite``, run by
+    ``ai-edge-litert``, a base dependency: nothing else to install).
+
+    Regions are tried in turn: the largest face the ``detector`` finds (a square 1.5 times its
+    box, as MediaPipe does), then the whole crop. Each fit is refitted ``refits`` times from the
+    region its own points imply (which also levels a rolled head). Landmarks are kept when the
+    mesh's face-presence score is at least ``min_presence``, they pass :func:`check_landmarks`
+    and are stable: one more refit moves them by at most ``max_drift`` inter-ocular distances
+    on average.
     """
 
     def __init__(
         self,
-        predictor_path: str | Path | None = None,
-        min_side: int = 256,
-        cnn_side: int | None = 128,
-        whole_crop: bool = False,
+        detector: str | None = "default",
+        min_presence: float = 0.5,
+        refits: int = 2,
         max_drift: float = 0.1,
     ) -> None:
-        try:
-            import dlib
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise LandmarkError(
-                "dlib is not installed (pip install dlib-bin face-recognition-models), "
-                "or pass precomputed landmarks with --landmarks"
-            ) from exc
-        if predictor_path is None:
-            predictor_path = default_predictor_path()
-        predictor_path = Path(predictor_path)
-        if not predictor_path.is_file():
-            raise LandmarkError(f"{predictor_path}: dlib shape predictor not found")
-        self._dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(predictor_path))
-        self.cnn = None
-        mmod = predictor_path.parent / "mmod_human_face_detector.dat"
-        if cnn_side and mmod.is_file():
-            self.cnn = dlib.cnn_face_detection_model_v1(str(mmod))
-        self.min_side = min_side
-        self.cnn_side = cnn_side
-        self.whole_crop = whole_crop
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_path=str(MESH_MODEL), num_threads=1)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]["index"]
+        outputs = {o["name"]: o["index"] for o in self.interpreter.get_output_details()}
+        self._points, self._presence = outputs["conv2d_20"], outputs["conv2d_30"]
+        self.detector_name = detector
+        self._detector: Any = None
+        self.min_presence = min_presence
+        self.refits = refits
         self.max_drift = max_drift
 
-    def _predict(self, img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        x0, y0, x1, y1 = (round(v) for v in box)
-        shape = self.predictor(img, self._dlib.rectangle(x0, y0, x1, y1))
-        return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
-
-    @staticmethod
-    def _box_from_landmarks(lm: np.ndarray) -> tuple[float, float, float, float]:
-        """The box dlib's HOG detector would give for these landmarks (median offsets measured on
-        faces-unmasked crops: jaw width left to right, a seventh above the brows to the chin)."""
-        x0, x1 = lm[JAW, 0].min(), lm[JAW, 0].max()
-        top, bottom = lm[BROWS, 1].min(), lm[8, 1]
-        w, h = x1 - x0, bottom - top
-        return x0 - 0.016 * w, top - 0.144 * h, x1 - 0.019 * w, bottom - 0.022 * h
-
-    def _boxes(self, img: np.ndarray):
-        """Yield (how, box) candidates lazily, cheapest first."""
+    def mesh(self, rgb: np.ndarray, box: FaceBox) -> tuple[np.ndarray, float]:
+        """The 468 mesh points (x, y in image pixels, z) in ``box`` and the presence score."""
         import cv2
 
-        dets, scores, _ = self.detector.run(img, 1, -0.2)
-        if len(dets):
-            best = max(range(len(dets)), key=lambda i: dets[i].area() * (1 + scores[i]))
-            d = dets[best]
-            yield "hog", (d.left(), d.top(), d.right(), d.bottom()), False
-        hh, ww = img.shape[:2]
-        if self.cnn is not None:
-            k = min(1.0, self.cnn_side / min(hh, ww))
-            small = np.ascontiguousarray(
-                cv2.resize(img, (round(ww * k), round(hh * k)), cv2.INTER_AREA)
-            )
-            found = self.cnn(small, 0)
-            if len(found):
-                d = max(found, key=lambda r: r.rect.area() * (1 + r.confidence)).rect
-                yield "cnn", (d.left() / k, d.top() / k, d.right() / k, d.bottom() / k), True
-        if self.whole_crop:
-            yield "whole_crop", (0.04 * ww, 0.04 * hh, 0.96 * ww, 0.96 * hh), True
+        m = box.to_crop()
+        crop = cv2.warpAffine(rgb, m, (MESH_SIDE, MESH_SIDE), flags=cv2.INTER_LINEAR)
+        self.interpreter.set_tensor(self._input, (crop[None] / np.float32(255)).astype(np.float32))
+        self.interpreter.invoke()
+        pts = self.interpreter.get_tensor(self._points).reshape(468, 3).astype(np.float64)
+        logit = float(self.interpreter.get_tensor(self._presence).reshape(()))
+        inv = cv2.invertAffineTransform(m)
+        pts[:, :2] = pts[:, :2] @ inv[:, :2].T + inv[:, 2]
+        return pts, float(1.0 / (1.0 + np.exp(-logit)))
+
+    def _boxes(self, rgb: np.ndarray):
+        h, w = rgb.shape[:2]
+        if self.detector_name is not None:
+            if self._detector is None:
+                from abanet.faces import create_detector
+
+                self._detector = create_detector(self.detector_name)
+            faces = self._detector.detect(rgb)
+            if faces:
+                f = max(faces, key=lambda f: f.width * f.height)
+                x0, y0, x1, y1 = f.box
+                side = 1.5 * max(x1 - x0, y1 - y0)
+                yield "detector", FaceBox((x0 + x1) / 2, (y0 + y1) / 2, side)
+        yield "whole_crop", FaceBox(w / 2, h / 2, float(max(h, w)))
 
     def __call__(self, rgb: np.ndarray) -> tuple[np.ndarray | None, str]:
-        """Landmarks in ``rgb`` pixel coordinates and how they were found (``hog``, ``cnn`` or
+        """Landmarks in ``rgb`` pixel coordinates and how they were found (``detector`` or
         ``whole_crop``), or ``(None, reason)``."""
-        import cv2
-
-        h, w = rgb.shape[:2]
-        s = max(1.0, self.min_side / min(h, w))
-        img = rgb if s == 1.0 else cv2.resize(rgb, (round(w * s), round(h * s)), cv2.INTER_CUBIC)
-        img = np.ascontiguousarray(img)
         reason = "no face found"
-        for how, box, refine in self._boxes(img):
-            lm = self._predict(img, box)
-            if refine:
-                for _ in range(2):
-                    lm = self._predict(img, self._box_from_landmarks(lm))
-            again = self._predict(img, self._box_from_landmarks(lm))
-            drift = float(np.linalg.norm(again - lm, axis=1).mean()) / max(face_frame(lm).iod, 1e-6)
-            lm = lm / s
+        for how, box in self._boxes(rgb):
+            pts, presence = self.mesh(rgb, box)
+            for _ in range(self.refits):
+                pts, presence = self.mesh(rgb, box_from_points(pts))
+            lm = pts[MESH_TO_68, :2]
+            again, _ = self.mesh(rgb, box_from_points(pts))
+            drift = float(np.linalg.norm(again[MESH_TO_68, :2] - lm, axis=1).mean())
+            drift /= max(face_frame(lm).iod, 1e-6)
             why = check_landmarks(lm, rgb.shape)
-            if why is None and drift > self.max_drift:
+            if presence < self.min_presence:
+                why = "no face found"
+            elif why is None and drift > self.max_drift:
                 why = "unstable landmarks"
             if why is None:
                 return lm, how

@@ -1,0 +1,44 @@
+"""Checks of command-line values, run before any model loads (each failure is one line, exit 2)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from abanet.errors import UsageError
+
+
+def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    """Refuse ``value`` for ``option`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise UsageError(f"{option} {value!r}: choose one of {', '.join(choices)}")
+
+
+def check_inference_options(device: str, backend: str, detector: str | None) -> None:
+    """The device exists here, the backend is registered, the detector is known and installed."""
+    from abanet.faces import detector_install_hint, list_detectors
+    from abanet.inference.backends import BACKENDS, resolve_device
+
+    resolve_device(device)
+    check_choice("--backend", backend, BACKENDS)
+    if detector is None or detector == "default":
+        return
+    check_choice("--detector", detector, ["default", *list_detectors()])
+    if detector not in list_detectors(available_only=True):
+        raise UsageError(
+            f"--detector {detector}: not installed here ({detector_install_hint(detector)})"
+        )
+
+
+def check_out_dir(path: Path) -> None:
+    """``path`` is a folder, or one can be made there (without making it)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a folder; give an output folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{path}: cannot be created ({parent} is a file)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: cannot be created or written ({parent}: permission denied)")
