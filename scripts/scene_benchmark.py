@@ -104,10 +104,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     seg = Segmenter(
         model=args.model, device=args.device, threshold=args.threshold, detector=args.detector
     )
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.detector_option)}
     if args.detector_threshold is not None:
+        options["threshold"] = args.detector_threshold
+    if options:
         from abanet.faces import create_detector
 
-        seg._detector = create_detector(args.detector, threshold=args.detector_threshold)
+        seg._detector = create_detector(args.detector, **options)
     detector = seg.detector
     report: dict[str, Any] = {
         "tag": args.tag,
@@ -115,6 +118,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "detector": args.detector,
         "detector_class": type(detector).__name__ if detector is not None else None,
         "detector_threshold": getattr(detector, "threshold", None),
+        "detector_options": options,
         "threshold": seg.threshold,
         "scenes_dir": str(scenes),
     }
@@ -208,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--model", default="default")
     r.add_argument("--detector", default="default")
     r.add_argument("--detector-threshold", type=float, default=None)
+    r.add_argument(
+        "--detector-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="detector constructor option, e.g. 'tiles=[[2, 0.6]]' (repeatable)",
+    )
     r.add_argument("--threshold", type=float, default=None, help="mask threshold (model's)")
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=1)
