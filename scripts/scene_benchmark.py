@@ -143,6 +143,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 lambda im: seg.segment(im, whole_image=True), args.crops, args.limit, names
             )
     report["crops"] = crops
+    if args.bare:
+        from abanet.faces.scenes import evaluate_bare
+
+        report["bare"] = {
+            "detect": evaluate_bare(seg.segment, args.bare, args.limit),
+            "whole": evaluate_bare(
+                lambda im: seg.segment(im, whole_image=True), args.bare, args.limit
+            ),
+        }
     write_bytes_atomic(
         json_path, (json.dumps(report, indent=1) + "\n").encode(), overwrite=args.overwrite
     )
@@ -225,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--tag", default="run")
     r.add_argument("--out", default=None, help="results folder (default: <scenes>/results)")
     r.add_argument("--crops", default=str(DATA / "mfsd-dev"), help="'' to skip the crops")
+    r.add_argument(
+        "--bare",
+        default=str(REPO / "runs" / "faces-unmasked-split" / "bench"),
+        help="bare face crops never trained on: share painted ('' to skip)",
+    )
     r.add_argument(
         "--crops-split", default="", help="score only this split file's 'test' crops (one CV fold)"
     )

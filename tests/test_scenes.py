@@ -171,7 +171,10 @@ def test_background_avoids_labelled_faces(tmp_path):
             }
         )
     )
+    # the odd photos of the sorted label list are the training negatives': never backgrounds
+    assert BackgroundBank(root, labels, min_side=32, every=(2, 1)).entries == []
     bank = BackgroundBank(root, labels, min_side=32)
+    assert [rel for rel, _ in bank.entries] == ["images/p.png"]
     rng = np.random.default_rng(0)
     for _ in range(5):
         patch, name = bank.sample(rng, 50, 50)
@@ -191,6 +194,57 @@ class _Result:
     mask: np.ndarray
     faces: list[_Face] = field(default_factory=list)
     whole_image: bool = False
+
+
+def test_crop_names_keep_one_folds_crops(tmp_path):
+    crops, bare = _sources(tmp_path / "src")
+    masked, _ = collect_sources([crops], [], bare, crop_names={"c1.png"})
+    assert [m.image_path.name for m in masked] == ["c1.png"]
+
+
+def test_evaluate_bare_counts_painted_crops(tmp_path):
+    from abanet.faces.scenes import evaluate_bare
+
+    _, bare = _sources(tmp_path / "src")  # three 32x36 bare faces
+
+    @dataclass
+    class _Judged(_Result):
+        def to_json(self) -> dict:
+            return {"masked": bool(self.mask.any())}
+
+    calls = []
+
+    def segment(image: np.ndarray) -> _Judged:
+        m = np.zeros(image.shape[:2], np.uint8)
+        m[: len(calls) * 6, :] = 1  # 0, 6 and 12 rows of 36: 0 %, 16.7 %, 33.3 %
+        calls.append(1)
+        return _Judged(m)
+
+    r = evaluate_bare(segment, bare)
+    assert r["faces"] == 3 and r["painted"] == pytest.approx(2 / 3)
+    assert r["mean_painted_share"] == pytest.approx((0 + 6 / 36 + 12 / 36) / 3)
+    assert r["judged_masked"] == 2
+
+
+def test_faces_judged_bare_are_not_masked_detections(tmp_path):
+    """A face the model judged bare (``masked`` False) is no masked-face hit."""
+
+    @dataclass
+    class _Judged(_Face):
+        masked: bool = False
+
+    data = _build(tmp_path, "s", n=8)
+    scenes = data["scenes"]
+
+    def segment(image):
+        s = next(it)
+        faces = [_Judged(tuple(f["box"])) for f in s["faces"] if f["masked"]]
+        return _Result(np.zeros(image.shape[:2], np.uint8), faces)
+
+    it = iter(scenes)
+    report = evaluate_scenes(segment, tmp_path / "s")
+    assert report["masked_faces"] > 0 and report["masked_recall"] == 0
+    assert report["false_faces_per_scene"] == 0  # nor are they false faces
 
 
 def test_perfect_prediction(tmp_path):

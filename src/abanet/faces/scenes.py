@@ -809,6 +809,36 @@ def evaluate_crops(
     }
 
 
+def evaluate_bare(
+    segment: SegmentFn,
+    faces_dir: str | os.PathLike[str],
+    limit: int | None = None,
+    painted: float = 0.01,
+) -> dict[str, Any]:
+    """Bare face crops (no mask): how many get paint, and how much.
+
+    A crop counts as painted when more than ``painted`` of its pixels are predicted mask; also
+    the mean painted share and how many crops were judged masked (``PhotoResult.mask_score``).
+    """
+    root = Path(faces_dir)
+    folder = root / "images" if (root / "images").is_dir() else root
+    files = list_images(folder)[:limit]
+    if not files:
+        raise DataError(f"{faces_dir}: no images")
+    shares, masked = [], 0
+    for f in files:
+        result = segment(read_image(f))
+        shares.append(float(np.asarray(result.mask).astype(bool).mean()))
+        masked += bool(result.to_json().get("masked", False))
+    arr = np.asarray(shares)
+    return {
+        "faces": len(files),
+        "painted": float((arr > painted).mean()),
+        "mean_painted_share": float(arr.mean()),
+        "judged_masked": masked,
+    }
+
+
 # ------------------------------------------------------------------------------------ overlays
 def draw_overlay(
     image: np.ndarray,
