@@ -791,7 +791,7 @@ def evaluate_crops(
     pairs = [p for p in _pairs(Path(crops_dir)) if names is None or p[0].name in names][:limit]
     if not pairs:
         raise DataError(f"{crops_dir}: no image/mask pairs")
-    ious, whole, faces, seconds = [], 0, 0, 0.0
+    ious, whole, faces, seconds, judged = [], 0, 0, 0.0, 0
     for img_path, mask_path in pairs:
         image, gt = read_image(img_path), read_mask(mask_path).astype(bool)
         t0 = time.perf_counter()
@@ -800,11 +800,13 @@ def evaluate_crops(
         ious.append(_iou(np.asarray(result.mask).astype(bool), gt))
         whole += bool(getattr(result, "whole_image", False))
         faces += len(result.faces)
+        judged += bool(getattr(result, "mask_score", 1.0) >= 0.5)
     return {
         "crops": len(pairs),
         "iou": float(np.mean(ious)),
         "whole_image_photos": whole,
         "faces_found": faces,
+        "judged_masked": judged,
         "photos_per_s": _ratio(len(pairs), seconds),
     }
 
