@@ -25,9 +25,9 @@ def export(
     """Export MODEL to FILE; batch, height and width stay dynamic in the graph."""
     import os
 
-    from abanet.errors import OutputExistsError, UsageError
+    from abanet.errors import ExportError, OutputExistsError, UsageError
     from abanet.inference.benchmark import resolve_model
-    from abanet.inference.export import ExportError, check_shapes, export_onnx, verify_onnx
+    from abanet.inference.export import check_shapes, export_onnx, verify_onnx
 
     if fmt.lower() != "onnx":
         raise UsageError(f"unsupported format {fmt!r} (supported: onnx)")

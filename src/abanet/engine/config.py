@@ -14,12 +14,7 @@ from typing import Any
 
 import yaml
 
-from abanet.errors import AbanetError
-
-
-class ConfigError(AbanetError):
-    """A configuration key is unknown or its value is not allowed."""
-
+from abanet.errors import ConfigError
 
 # Keys whose values are free-form mappings (not checked against the defaults).
 FREE_FORM = ("model.kwargs",)

@@ -14,8 +14,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
 from abanet.data import splits as S
 from abanet.data.readers import Sample, open_dataset, paired
-from abanet.engine.config import ConfigError, train_entries
-from abanet.errors import DataError
+from abanet.engine.config import train_entries
+from abanet.errors import ConfigError, DataError
 
 
 @dataclass

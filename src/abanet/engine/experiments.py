@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from abanet.engine.config import ConfigError, merge, parse_overrides
-from abanet.errors import AbanetError
+from abanet.engine.config import merge, parse_overrides
+from abanet.errors import AbanetError, ConfigError
 from abanet.metrics.structure import STRUCTURE_KEYS
 
 SCALES = ("smoke", "full")

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from abanet.data.io import atomic_temp
-from abanet.engine.config import ConfigError, dump_yaml, read_yaml, resolve_config
-from abanet.errors import AbanetError
+from abanet.engine.config import dump_yaml, read_yaml, resolve_config
+from abanet.errors import AbanetError, ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 

@@ -15,13 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from abanet.inference.backends import (
-    Backend,
-    EagerBackend,
-    configure_threads,
-    create_backend,
-    resolve_device,
-)
+from abanet.inference.backends.base import Backend
+from abanet.inference.backends.devices import configure_threads, cpu_name, loadavg, resolve_device
+from abanet.inference.backends.registry import build_backend, create_backend
 
 
 def resolve_model(spec: str | os.PathLike[str] | nn.Module, seed: int = 0) -> tuple[nn.Module, str]:
@@ -129,19 +125,10 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:  # pragma: no cover
-        return None
-
-
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from abanet.inference.backends import _cpu_name
-
-    return f"{_cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def run_benchmark(
@@ -182,7 +169,7 @@ def run_benchmark(
     net.check_input(torch.empty(1, 3, size, size, device="meta"))
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=generator).to(dev)
-    load_start = _loadavg()
+    load_start = loadavg()
 
     memory = PeakMemory(dev)
     _release_freed_memory()
@@ -206,7 +193,7 @@ def run_benchmark(
     naive_x = x[:1]
     naive_peak = None
     if vs_naive:
-        naive = EagerBackend(net, dev)
+        naive = build_backend("eager", net, dev)
         memory.start()
         for _ in range(max(1, warmup)):
             naive.run(naive_x)
@@ -245,7 +232,7 @@ def run_benchmark(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": loadavg(),
     }
     if selection is not None:
         result["auto_selection"] = selection.to_dict()
