@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -153,10 +154,11 @@ def _resize(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-@register_model("abanet_lite", "ABANet-Lite: MobileNetV2, 2 gates, guided refinement", "lite")
-def abanet_lite(**kwargs: object) -> AbanetLite:
-    """The CPU/video member of the family (at most 1/20 of abanet_r34's FLOPs)."""
-    scale = float(kwargs.get("encoder_scale", 0.5))  # type: ignore[arg-type]
-    divisor = int(round(32 / scale))
-    config = ModelConfig(name="abanet_lite", kwargs=dict(kwargs), size_divisor=divisor)
-    return AbanetLite(config, **kwargs)  # type: ignore[arg-type]
+@register_model(family="lite", encoder="mobilenet_v2", encoder_weights="torchvision")
+def abanet_lite(config: ModelConfig, **kwargs: Any) -> AbanetLite:
+    """ABANet-Lite: MobileNetV2, 2 gates, guided refinement.
+
+    The CPU/video member of the family (at most 1/20 of abanet_r34's FLOPs).
+    """
+    config.size_divisor = int(round(32 / float(kwargs.get("encoder_scale", 0.5))))
+    return AbanetLite(config, **kwargs)
