@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 import abanet
 from abanet.cli.main import app
 from abanet.inference.backends import auto, registry
-from abanet.inference.benchmark import PeakMemory, resolve_model, run_benchmark
+from abanet.inference.benchmark import PeakMemory, run_benchmark
+from abanet.models.hub import resolve_model
 
 REQUIRED = {
     "model",
@@ -72,9 +73,19 @@ def test_run_benchmark_refuses_an_invalid_size():
 def test_resolve_model_from_a_weights_folder(tmp_path):
     model = abanet.create_model("abanet_lite")
     model.save_pretrained(tmp_path / "w")
-    loaded, source = resolve_model(str(tmp_path / "w"))
-    assert loaded.config.name == "abanet_lite"
+    loaded, device, source = resolve_model(str(tmp_path / "w"), "cpu")
+    assert loaded.config.name == "abanet_lite" and str(device) == "cpu"
     assert "weights" in source and not loaded.training
+    # a registry name is random weights only where asked for (benchmark), drawn from the seed
+    a, _, source = resolve_model("abanet_lite", "cpu", random_weights=True, seed=3)
+    b, _, _ = resolve_model("abanet_lite", "cpu", random_weights=True, seed=3)
+    assert source == "registry, random weights"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(abanet.ModelError, match="no trained weights ship"):
+        resolve_model("abanet_lite", "cpu")
+    with pytest.raises(abanet.ModelError, match="SegmentationModel"):
+        resolve_model(torch.nn.Conv2d(3, 1, 1), "cpu")
 
 
 def test_peak_memory_sees_an_allocation():

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from abanet.data.preprocess import DataConfig
 from abanet.engine.config import (
     ConfigError,
     default_config,
@@ -229,7 +230,7 @@ def test_negatives_train_with_empty_masks(tmp_path: Path) -> None:
     plan = plan_data(cfg)
     assert [len(s.samples) for s in plan.sources] == [4, 3] and plan.sources[1].negatives
     assert plan.describe()["train"][1]["negatives"] is True
-    dm = SegmentationDataModule(plan, size=64, mean=(0, 0, 0), std=(1, 1, 1), num_workers=0)
+    dm = SegmentationDataModule(plan, DataConfig(64, (0, 0, 0), (1, 1, 1)), num_workers=0)
     dm.setup()
     pos, neg = dm.train_set.datasets
     assert all(pos[i]["mask"].sum() > 0 for i in range(len(pos)))

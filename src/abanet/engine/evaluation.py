@@ -134,27 +134,6 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: [it[k] for it in items] for k in ("image", "mask", "name")}
 
 
-# ---------------------------------------------------------------------------------- model
-def _resolve_model(model: Any, device: str) -> Any:
-    import torch
-
-    from abanet.models.base import SegmentationModel
-
-    if isinstance(model, SegmentationModel):
-        return model.to(device).eval()
-    if isinstance(model, torch.nn.Module):
-        raise AbanetError("evaluate: model must be an abanet SegmentationModel, a name or a path")
-    from abanet.models.hub import load_model
-
-    return load_model(model, device=device)
-
-
-def _device(device: str) -> str:
-    from abanet.inference.backends import resolve_device
-
-    return str(resolve_device(device))
-
-
 # -------------------------------------------------------------------------------- compare
 def _name_keys(name: str) -> list[str]:
     base = Path(name).name
@@ -485,17 +464,13 @@ def evaluate(
         raise AbanetError(f"{grid}: file exists (pass overwrite to replace it)")
     if batch_size < 1:
         raise AbanetError(f"evaluate: batch size must be >= 1, got {batch_size}")
-    dev = _device(device)
-    net = _resolve_model(model, dev)
-    cfg = net.config
-    input_size = int(size or cfg.input_size)
-    if input_size % cfg.size_divisor:
-        from abanet.models.base import nearest_valid_size
+    from abanet.data.preprocess import resolve_data_config
+    from abanet.models.hub import resolve_model
 
-        raise AbanetError(
-            f"{cfg.name}: size {input_size} is not a multiple of {cfg.size_divisor}; nearest valid "
-            f"size is {nearest_valid_size(input_size, cfg.size_divisor)}"
-        )
+    net, torch_device, _ = resolve_model(model, device)
+    dev = str(torch_device)
+    cfg = net.config
+    input_size = resolve_data_config(cfg, size).size
     thr = float(cfg.threshold if threshold is None else threshold)
     notes: list[str] = []
     samples = select_samples(data, split, subset, kind, notes)

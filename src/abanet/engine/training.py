@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from abanet.data.io import atomic_temp
+from abanet.data.preprocess import resolve_data_config
 from abanet.engine.config import dump_yaml, read_yaml, resolve_config
 from abanet.errors import AbanetError, ConfigError
 
@@ -233,9 +234,7 @@ def train(
 
     dm = SegmentationDataModule(
         plan,
-        size=int(cfg["input_size"]),
-        mean=model.config.mean,
-        std=model.config.std,
+        resolve_data_config(model.config, int(cfg["input_size"])),
         batch_size=int(cfg["batch_size"]),
         num_workers=int(cfg["num_workers"]),
         augment=str(cfg["data"]["augment"]),

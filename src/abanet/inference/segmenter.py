@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from abanet.data.preprocess import resolve_data_config
 from abanet.errors import AbanetError, ModelError
 from abanet.faces.pipeline import PhotoPlan, PhotoResult
-from abanet.inference.backends import resolve_device
 from abanet.inference.profiling import StageTimer
 from abanet.inference.refine import fill_holes, flip_average
 
@@ -75,28 +75,18 @@ class Segmenter:
         fill_holes: bool | None = None,
         size: int | None = None,
     ) -> None:
-        from abanet.models.hub import load_model
+        from abanet.models.hub import resolve_model
 
-        self.device = resolve_device(device)
-        self.model = (
-            model.to(self.device).eval()
-            if isinstance(model, torch.nn.Module)
-            else load_model(model, device=self.device)
-        )
+        self.model, self.device, _ = resolve_model(model, device)
         cfg = self.model.config
-        self.size = int(size or cfg.input_size)
-        if self.size % cfg.size_divisor:
-            raise ModelError(
-                f"{cfg.name}: input_size {self.size} is not a multiple of {cfg.size_divisor}"
-            )
+        self.data_config = resolve_data_config(cfg, size)
+        self.size = self.data_config.size
         self.threshold = float(cfg.threshold if threshold is None else threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {self.threshold}")
         self.batch_size = max(1, int(batch_size))
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
-        self._mean = np.asarray(cfg.mean, np.float32) * 255.0
-        self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
         self.backend_name = backend
         self._backend: Any = None
         self.detector_name = detector
@@ -122,13 +112,6 @@ class Segmenter:
         return self._detector
 
     # -- core ---------------------------------------------------------------------------------
-    def preprocess(self, crop: np.ndarray) -> np.ndarray:
-        """RGB uint8 crop -> normalised float32 3xSxS (resize with area/linear filtering)."""
-        h, w = crop.shape[:2]
-        interp = cv2.INTER_AREA if min(h, w) > self.size else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (self.size, self.size), interpolation=interp)
-        return ((resized.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
-
     def segment_crops(
         self, crops: Sequence[np.ndarray], timer: StageTimer | None = None
     ) -> list[np.ndarray]:
@@ -138,7 +121,7 @@ class Segmenter:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
             with timer.stage("preprocess"):
-                batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
+                batch = torch.from_numpy(np.stack([self.data_config(c) for c in chunk]))
             with timer.stage("model"):
                 x = batch.to(self.device)
                 run = self.backend.run
