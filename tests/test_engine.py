@@ -397,3 +397,22 @@ def test_cli_train_print_config_and_errors(tmp_path: Path) -> None:
     assert "unknown config key 'optim.lrr'" in r.output
     r = runner.invoke(app, ["train", "--resume"])
     assert r.exit_code == 2 and "--out" in r.output
+
+
+def test_validate_leaves_its_input_unchanged() -> None:
+    import copy
+
+    from abanet.engine.config import validate
+
+    cfg = default_config()
+    cfg["trainer"]["precision"] = 32  # as YAML reads it
+    before = copy.deepcopy(cfg)
+    checked = validate(cfg)
+    assert cfg == before and cfg["trainer"]["precision"] == 32
+    assert checked["trainer"]["precision"] == "32"
+    checked["data"]["ratios"].append(0.5)
+    assert cfg["data"]["ratios"] == before["data"]["ratios"]  # a copy, not a view
+    bad = copy.deepcopy(before)
+    bad["batch_size"] = 0
+    with pytest.raises(ConfigError, match="batch_size"):
+        validate(bad)

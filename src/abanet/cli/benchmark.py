@@ -54,7 +54,7 @@ def benchmark(
     )
     typer.echo(format_result(result))
     if json_file is not None:
-        from abanet.data.io import write_bytes_atomic
+        from abanet.data.atomic import write_bytes_atomic
 
         text = json.dumps(result, indent=2, default=str) + "\n"
         write_bytes_atomic(json_file, text.encode(), overwrite=True)  # existence checked above

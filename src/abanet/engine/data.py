@@ -264,7 +264,7 @@ def write_split(plan: DataPlan, path: Path) -> Path | None:
         return None
     import json
 
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     payload = {
         **plan.split,

@@ -334,7 +334,7 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, text.encode("utf-8"), overwrite=True)
 
@@ -565,16 +565,17 @@ def evaluate(
         summary["files"] = {k: str(v) for k, v in result.files.items()}
         # summary.json last: its presence marks a finished evaluation
         result.files["summary"] = _write(
-            out_dir / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n"
+            out_dir / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n"
         )
     return result
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with tuples as lists and NaN as None (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
@@ -605,6 +606,6 @@ def _write_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, buf.getvalue(), overwrite=True)

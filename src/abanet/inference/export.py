@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from abanet.data.io import atomic_temp
+from abanet.data.atomic import atomic_temp
 from abanet.errors import ExportError
 
 DEFAULT_OPSET = 17

@@ -28,12 +28,12 @@ ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:
     """RGB uint8 HxWx3 from a path, a PIL image or an array (gray, RGB or RGBA)."""
-    from abanet.data.io import _to_rgb, read_image
+    from abanet.data.io import read_image, to_rgb
 
     if isinstance(image, str | os.PathLike):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return _to_rgb(image, "<PIL image>")
+        return to_rgb(image, "<PIL image>")
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         if arr.dtype.kind == "f" and arr.size and float(arr.max()) <= 1.0:

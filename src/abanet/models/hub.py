@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from abanet.data.io import write_bytes_atomic
+from abanet.data.atomic import write_bytes_atomic
 from abanet.errors import ModelError
 from abanet.models.base import SegmentationModel
 from abanet.models.config import ModelConfig

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from abanet.data.io import write_bytes_atomic
+from abanet.data.atomic import write_bytes_atomic
 from abanet.errors import AbanetError
 from abanet.inference.backends.base import Backend
 from abanet.inference.backends.cache import cache_dir

@@ -31,7 +31,7 @@ from abanet.models.pretrained import resolve_encoder_weights
 from abanet.models.registry import register_model
 
 # (end index in mobilenet_v2().features, channels): strides 2, 4, 8, 16, 32
-_MBV2_STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
+MBV2_STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
 
 
 class MobileNetV2Encoder(nn.Module):
@@ -40,7 +40,7 @@ class MobileNetV2Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = mobilenet_v2(weights=None).features[:18]
-        self.channels = tuple(c for _, c in _MBV2_STAGES)
+        self.channels = tuple(c for _, c in MBV2_STAGES)
 
     def load_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load the matching ``features.*`` part of a torchvision mobilenet_v2 state dict."""
@@ -54,7 +54,7 @@ class MobileNetV2Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats, start = [], 0
-        for end, _ in _MBV2_STAGES:
+        for end, _ in MBV2_STAGES:
             for i in range(start, end):
                 x = self.features[i](x)
             feats.append(x)
