@@ -22,12 +22,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from abanet.errors import AbanetError, DataError
 from abanet.metrics.structure import STRUCTURE_KEYS
+
+if TYPE_CHECKING:
+    from abanet.inference.segmenter import Segmenter
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
@@ -582,7 +585,7 @@ def jsonable(obj: Any) -> Any:
 
 
 def _write_grid(
-    segmenter: Any,
+    segmenter: Segmenter,
     dataset: _EvalSet,
     per_image: Sequence[Mapping[str, Any]],
     path: Path,

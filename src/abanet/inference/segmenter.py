@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +22,10 @@ from abanet.errors import AbanetError, ModelError
 from abanet.faces.pipeline import PhotoPlan, PhotoResult
 from abanet.inference.profiling import StageTimer
 from abanet.inference.refine import fill_holes, flip_average
+
+if TYPE_CHECKING:
+    from abanet.faces.types import FaceDetector
+    from abanet.inference.backends.base import Backend
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
@@ -88,13 +92,13 @@ class Segmenter:
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
         self.backend_name = backend
-        self._backend: Any = None
+        self._backend: Backend | None = None
         self.detector_name = detector
-        self._detector: Any = None
+        self._detector: FaceDetector | None = None
 
     # -- lazily built parts -------------------------------------------------------------------
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         if self._backend is None:
             from abanet.inference.backends import create_backend
 
@@ -104,7 +108,7 @@ class Segmenter:
         return self._backend
 
     @property
-    def detector(self) -> Any:
+    def detector(self) -> FaceDetector | None:
         if self._detector is None and self.detector_name is not None:
             from abanet.faces import create_detector
 
@@ -163,7 +167,9 @@ class Segmenter:
         plan = self.plan(image, whole_image)
         return self.finish(plan, self.segment_crops(plan.crops))
 
-    def predict(self, image: ImageLike, whole_image: bool = False, soft: bool = False) -> Any:
+    def predict(
+        self, image: ImageLike, whole_image: bool = False, soft: bool = False
+    ) -> np.ndarray | Image.Image:
         """The mask of one image, in the caller's type family.
 
         Path or numpy in: ``np.ndarray`` uint8 HxW (0/255, or 0..255 probabilities with
@@ -175,7 +181,7 @@ class Segmenter:
 
     def predict_batch(
         self, images: Sequence[ImageLike], whole_image: bool = False, soft: bool = False
-    ) -> list[Any]:
+    ) -> list[np.ndarray | Image.Image]:
         """``predict`` for several images; crops of all images share forward passes."""
         plans = [self.plan(im, whole_image) for im in images]
         probs = self.segment_crops([c for p in plans for c in p.crops])
@@ -194,7 +200,7 @@ def _encode(prob: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
     return np.where(prob >= threshold, 255, 0).astype(np.uint8)
 
 
-def encode_mask(result: Any, soft: bool = False) -> np.ndarray:
+def encode_mask(result: PhotoResult, soft: bool = False) -> np.ndarray:
     """uint8 HxW mask of a ``PhotoResult``: 0/255, or 8-bit probabilities with ``soft``."""
     if soft:
         return _encode(result.prob, 0.5, True)
