@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 class Backend:
     """Runs a segmentation model: ``run(batch)`` -> probabilities ``(B, 1, H, W)`` float32."""
 
-    name = "base"
+    name = "base"  # the registry names each backend it builds (registry.build_backend)
     reduced_precision = False
 
     def __init__(self, model: nn.Module, device: torch.device) -> None:
