@@ -191,13 +191,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.data}: {len(missing)} labelled images missing, e.g. {missing[0]}")
         return 2
 
-    from abanet.faces.detectors import _REGISTRY
+    from abanet.faces.detectors import list_detectors
 
+    installed = list_detectors(available_only=True)
     configs = args.detectors or [
         c
         for c, (name, _) in CONFIGS.items()
         if (name == "mediapipe" and args.mediapipe_python)
-        or (name != "mediapipe" and _REGISTRY[name].available())
+        or (name != "mediapipe" and name in installed)
     ]
     rows = []
     header = (
@@ -261,15 +262,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default_threshold(name: str) -> float:
-    import inspect
+    from abanet.faces.detectors import create_detector
 
-    from abanet.faces.detectors import _REGISTRY
-
-    factory = _REGISTRY[name].factory
-    try:
-        return float(inspect.signature(factory).parameters["threshold"].default)
-    except (KeyError, TypeError, ValueError):
-        return float("nan")
+    return float(getattr(create_detector(name), "threshold", float("nan")))
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ def parts_of(model: nn.Module) -> dict[str, nn.Module]:
     parts: dict[str, nn.Module] = {}
     enc = getattr(model, "encoder", None)
     if enc is not None and hasattr(enc, "features"):  # MobileNetV2 (lite): per stride level
-        from abanet.models.lite.model import _MBV2_STAGES
+        from abanet.models.lite.model import MBV2_STAGES
 
         start = 0
-        for level, (end, _) in enumerate(_MBV2_STAGES, start=1):
+        for level, (end, _) in enumerate(MBV2_STAGES, start=1):
             for i in range(start, end):
                 parts[f"encoder.s{2**level} (features[{i}])"] = enc.features[i]
             start = end

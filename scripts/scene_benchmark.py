@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
     from abanet.errors import DataError
     from abanet.faces.scenes import evaluate_crops, evaluate_scenes
     from abanet.inference.segmenter import Segmenter

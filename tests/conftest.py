@@ -19,10 +19,10 @@ def _seed_and_threads() -> None:
 def one_thread(monkeypatch):
     """One torch thread (and one core as far as the backends know): quick on a busy CPU, where
     two threads thrash when cores are shared."""
-    from abanet.inference import backends
+    from abanet.inference.backends import devices
 
     before = torch.get_num_threads()
-    monkeypatch.setattr(backends, "available_cores", lambda: 1)
+    monkeypatch.setattr(devices, "available_cores", lambda: 1)
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
@@ -31,9 +31,9 @@ def one_thread(monkeypatch):
 @pytest.fixture
 def cache_in_tmp(tmp_path, monkeypatch):
     """abanet's ONNX and auto-backend caches in a temporary folder, empty at the start."""
-    from abanet.inference import backends
+    from abanet.inference.backends.auto import clear_auto_cache
 
     monkeypatch.setenv("ABANET_CACHE_DIR", str(tmp_path / "cache"))
-    backends.clear_auto_cache()
+    clear_auto_cache()
     yield
-    backends.clear_auto_cache()
+    clear_auto_cache()

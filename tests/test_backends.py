@@ -14,6 +14,8 @@ from torchvision.models.resnet import BasicBlock
 import abanet
 from abanet.errors import AbanetError, ModelError
 from abanet.inference import backends as B
+from abanet.inference.backends import auto, devices, registry, runtimes
+from abanet.inference.backends.registry import BackendSpec
 from abanet.models.base import SegmentationModel
 from abanet.models.blocks import ConvBNReLU
 from abanet.models.config import ModelConfig
@@ -56,11 +58,58 @@ def batch() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
 
-_REAL_AVAILABLE_CORES = B.available_cores
-FP32 = ["eager", "eager_fused", "channels_last", "winograd", "onnxruntime"]
+_REAL_AVAILABLE_CORES = devices.available_cores
+# every registered backend that runs on CPU, but compile (slow: a test of its own) and auto
+ON_CPU = [n for n in registry.list_backends("cpu") if n not in ("compile", "auto")]
 
 
-@pytest.mark.parametrize("name", [*FP32, "bf16"])
+def test_registry_lists_every_backend_once():
+    assert registry.list_backends() == [
+        "eager", "eager_fused", "channels_last", "winograd", "bf16", "fp16", "onnxruntime",
+        "compile", "auto",
+    ]  # fmt: skip
+    assert "fp16" not in ON_CPU and "winograd" not in registry.list_backends("cuda")
+    for name in registry.list_backends():
+        spec = registry.get_backend_spec(name)
+        assert set(spec.auto_rank) <= set(spec.devices), name  # auto only tries where it runs
+        assert callable(spec.load()), name
+
+
+def test_auto_candidates_come_from_the_registry_in_rank_order():
+    cpu = ["eager", "channels_last", "eager_fused", "winograd", "onnxruntime", "bf16"]
+    assert registry.auto_candidates("cpu") == cpu
+    assert registry.auto_candidates("cuda") == [
+        "eager",
+        "channels_last",
+        "fp16",
+        "bf16",
+        "onnxruntime",
+    ]
+
+
+def test_auto_only_tries_the_backends_the_registry_marks(tiny, monkeypatch):
+    class Marked(runtimes.EagerBackend):
+        pass
+
+    specs = {
+        "eager": registry.get_backend_spec("eager"),
+        "marked": BackendSpec("marked", Marked, "a candidate", auto_rank={"cpu": 1}),
+        "unmarked": BackendSpec("unmarked", Marked, "not a candidate"),
+        "cuda_only": BackendSpec("cuda_only", Marked, "x", ("cuda",), auto_rank={"cuda": 1}),
+    }
+    monkeypatch.setattr(registry, "_REGISTRY", specs)
+    _, selection = B.select_backend(tiny, "cpu", size=32, batch=1, use_cache=False)
+    assert [c.name for c in selection.candidates] == ["eager", "marked"]
+    assert selection.chosen in ("eager", "marked")
+
+
+def test_a_backend_on_a_device_it_does_not_run_on_is_refused(tiny):
+    with pytest.raises(B.BackendError, match="backend winograd runs on cpu only, not cuda"):
+        registry.check_backend("winograd", "cuda")
+    assert registry.check_backend("winograd", "cpu").needs_shape
+
+
+@pytest.mark.parametrize("name", ON_CPU)
 def test_backend_shape_range_and_agreement(name, tiny, batch):
     reference = torch.sigmoid(tiny(batch))
     backend = B.create_backend(tiny, name, "cpu")
@@ -104,23 +153,23 @@ def test_nnpack_conv_matches_conv():
         pytest.skip("no NNPACK in this build")
     conv = nn.Conv2d(5, 7, 3, padding=1).eval()
     x = torch.randn(2, 5, 20, 24)
-    assert B.nnpack_eligible(conv)
-    assert not B.nnpack_eligible(nn.Conv2d(5, 7, 3, stride=2))
-    assert not B.nnpack_eligible(nn.Conv2d(5, 5, 3, groups=5))
-    assert not B.nnpack_eligible(nn.Conv2d(5, 7, 3, dilation=2))
-    assert torch.allclose(B.NnpackConv2d(conv)(x), conv(x), atol=1e-4)
+    assert runtimes.nnpack_eligible(conv)
+    assert not runtimes.nnpack_eligible(nn.Conv2d(5, 7, 3, stride=2))
+    assert not runtimes.nnpack_eligible(nn.Conv2d(5, 5, 3, groups=5))
+    assert not runtimes.nnpack_eligible(nn.Conv2d(5, 7, 3, dilation=2))
+    assert torch.allclose(runtimes.NnpackConv2d(conv)(x), conv(x), atol=1e-4)
 
 
 def test_winograd_swaps_the_faster_layers(tiny, batch, monkeypatch):
     if not torch.backends.nnpack.is_available():
         pytest.skip("no NNPACK in this build")
-    monkeypatch.setattr(B, "_nnpack_is_faster", lambda conv, shape: True)
+    monkeypatch.setattr(runtimes, "nnpack_is_faster", lambda conv, shape: True)
     backend = B.create_backend(tiny, "winograd", size=64, batch=2)
     assert (backend.swapped, backend.eligible) == (2, 2)  # the basic block's two 3x3 convs
     assert "2 of 2 3x3 convs on NNPACK" in backend.describe()
-    assert isinstance(backend.model.block.conv1, B.NnpackConv2d)
+    assert isinstance(backend.model.block.conv1, runtimes.NnpackConv2d)
     assert torch.allclose(backend.run(batch), torch.sigmoid(tiny(batch)), atol=1e-5)
-    monkeypatch.setattr(B, "_nnpack_is_faster", lambda conv, shape: False)
+    monkeypatch.setattr(runtimes, "nnpack_is_faster", lambda conv, shape: False)
     assert B.create_backend(tiny, "winograd", size=64).swapped == 0
 
 
@@ -136,7 +185,7 @@ def test_compile_backend_runs(tiny, batch):
 def test_fp16_needs_cuda(tiny):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
-    with pytest.raises(B.BackendError, match="fp16 needs CUDA"):
+    with pytest.raises(B.BackendError, match="backend fp16 runs on cuda only, not cpu"):
         B.create_backend(tiny, "fp16", "cpu")
 
 
@@ -148,7 +197,8 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny):
 
 
 def test_unknown_backend_and_device(tiny):
-    with pytest.raises(B.BackendError, match="unknown backend 'tensorrt'.*onnxruntime"):
+    every = ", ".join(registry.list_backends())
+    with pytest.raises(B.BackendError, match=f"unknown backend 'tensorrt'; choose one of {every}$"):
         B.create_backend(tiny, "tensorrt")
     with pytest.raises(B.BackendError, match="unknown device 'tpu'"):
         B.create_backend(tiny, "eager", "tpu")
@@ -163,7 +213,7 @@ def test_run_checks_the_input(tiny):
 
 
 def test_threads_use_every_core(tiny, monkeypatch):
-    monkeypatch.setattr(B, "available_cores", _REAL_AVAILABLE_CORES)
+    monkeypatch.setattr(devices, "available_cores", _REAL_AVAILABLE_CORES)
     B.create_backend(tiny, "eager")
     assert torch.get_num_threads() == len(os.sched_getaffinity(0))
     B.create_backend(tiny, "eager", num_threads=1)
@@ -200,16 +250,16 @@ def test_fold_batchnorm_skips_training_mode():
 def test_compare_outputs_hand_computed():
     ref = torch.tensor([[[[0.2, 0.6], [0.9, 0.4]]]])
     probs = torch.tensor([[[[0.2, 0.4], [0.905, 0.4]]]])
-    agree, diff = B.compare_outputs(probs, ref, threshold=0.5)
+    agree, diff = auto.compare_outputs(probs, ref, threshold=0.5)
     assert agree == pytest.approx(0.75)
     assert diff == pytest.approx(0.2)
-    assert not B.is_faithful(agree, diff)
-    assert B.is_faithful(0.996, 0.01)
-    assert not B.is_faithful(0.994, 0.0)
+    assert not auto.is_faithful(agree, diff)
+    assert auto.is_faithful(0.996, 0.01)
+    assert not auto.is_faithful(0.994, 0.0)
 
 
 def test_calibration_batch_mixes_random_and_structured():
-    x = B.calibration_batch(3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    x = auto.calibration_batch(3, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32
     img = x * 0.25 + 0.5
     assert float(img.min()) >= -1e-6 and float(img.max()) <= 1 + 1e-6
@@ -220,8 +270,6 @@ def test_calibration_batch_mixes_random_and_structured():
 
 class _Unfaithful(B.Backend):
     """Fast but wrong: flips every probability."""
-
-    name = "unfaithful"
 
     def __init__(self, model, device):
         fast = copy.deepcopy(model)
@@ -235,8 +283,6 @@ class _Unfaithful(B.Backend):
 class _SlightlyOff(_Unfaithful):
     """Fast and faithful: probabilities moved 0.002 away from the threshold (same mask)."""
 
-    name = "slightly_off"
-
     def run(self, batch):
         probs = super().run(batch)
         return (probs + 0.002 * torch.sign(probs - 0.5)).clamp(0, 1)
@@ -245,6 +291,14 @@ class _SlightlyOff(_Unfaithful):
         return self.model(x)
 
 
+@pytest.fixture
+def liars(monkeypatch):
+    """``unfaithful`` and ``slightly_off`` in the registry (for this test only)."""
+    for name, factory in (("unfaithful", _Unfaithful), ("slightly_off", _SlightlyOff)):
+        monkeypatch.setitem(registry._REGISTRY, name, BackendSpec(name, factory, "a test backend"))
+
+
+@pytest.mark.usefixtures("liars")
 def test_auto_rejects_an_unfaithful_backend():
     model = TinyNet(delay=0.05).eval()  # eager is slow, the liar is fast
     backend, selection = B.select_backend(
@@ -253,7 +307,6 @@ def test_auto_rejects_an_unfaithful_backend():
         size=64,
         batch=2,
         candidates=["eager", "unfaithful"],
-        factories={"unfaithful": _Unfaithful},
         use_cache=False,
     )
     assert selection.chosen == "eager"
@@ -265,14 +318,14 @@ def test_auto_rejects_an_unfaithful_backend():
     assert "unfaithful: skipped" in selection.summary()
 
 
+@pytest.mark.usefixtures("liars")
 def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(B, "_loadavg", lambda: 0.0)  # a quiet machine: decisions go to disk
+    monkeypatch.setattr(auto, "loadavg", lambda: 0.0)  # a quiet machine: decisions go to disk
     model = TinyNet(delay=0.05).eval()
     kwargs = dict(
         size=64,
         batch=2,
         candidates=["eager", "unfaithful", "slightly_off"],
-        factories={"unfaithful": _Unfaithful, "slightly_off": _SlightlyOff},
     )
     backend, selection = B.select_backend(model, "cpu", **kwargs)
     assert selection.chosen == "slightly_off"
@@ -300,7 +353,7 @@ def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path, monkeypatch):
 
 
 def test_auto_keeps_busy_machine_decisions_in_memory_only(tmp_path, monkeypatch):
-    monkeypatch.setattr(B, "_loadavg", lambda: 50.0)
+    monkeypatch.setattr(auto, "loadavg", lambda: 50.0)
     tiny = TinyNet().eval()
     B.select_backend(tiny, "cpu", size=32, batch=1, candidates=["eager"])
     assert not (tmp_path / "cache" / "auto_backend.json").exists()
@@ -327,10 +380,10 @@ def test_create_backend_auto_returns_a_faithful_real_backend(tiny, batch):
 
 
 def test_auto_default_candidates_on_cpu(tiny, monkeypatch):
-    monkeypatch.setattr(B, "_bf16_probe", lambda device: (False, "probe says slow"))
+    monkeypatch.setattr(auto, "_bf16_probe", lambda device: (False, "probe says slow"))
     _, selection = B.select_backend(tiny, "cpu", size=64, batch=1, use_cache=False)
     names = [c.name for c in selection.candidates]
-    assert names == list(B.AUTO_CANDIDATES["cpu"])
+    assert names == registry.auto_candidates("cpu")
     by_name = {c.name: c for c in selection.candidates}
     assert by_name["bf16"].skipped == "probe says slow"
     fp32 = ("eager", "channels_last", "eager_fused", "winograd", "onnxruntime")

@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 import abanet
 from abanet.cli.main import app
-from abanet.inference import backends as B
-from abanet.inference.benchmark import PeakMemory, resolve_model, run_benchmark
+from abanet.inference.backends import auto, registry
+from abanet.inference.benchmark import PeakMemory, run_benchmark
+from abanet.models.hub import resolve_model
 
 REQUIRED = {
     "model",
@@ -56,12 +57,12 @@ def test_run_benchmark_without_naive_has_no_naive_keys():
 
 
 def test_run_benchmark_auto_says_what_it_chose(monkeypatch):
-    monkeypatch.setitem(B.AUTO_CANDIDATES, "cpu", ("eager", "channels_last"))
+    monkeypatch.setattr(auto, "auto_candidates", lambda device: ["eager", "channels_last"])
     result = run_benchmark("abanet_lite", size=64, batch=1, backend="auto", iters=1, warmup=1)
     assert result["backend"] == "auto"
     chosen = result["auto_selection"]["chosen"]
     assert result["backend_used"] == chosen
-    assert chosen in B.BACKENDS
+    assert chosen in registry.list_backends()
 
 
 def test_run_benchmark_refuses_an_invalid_size():
@@ -72,9 +73,19 @@ def test_run_benchmark_refuses_an_invalid_size():
 def test_resolve_model_from_a_weights_folder(tmp_path):
     model = abanet.create_model("abanet_lite")
     model.save_pretrained(tmp_path / "w")
-    loaded, source = resolve_model(str(tmp_path / "w"))
-    assert loaded.config.name == "abanet_lite"
+    loaded, device, source = resolve_model(str(tmp_path / "w"), "cpu")
+    assert loaded.config.name == "abanet_lite" and str(device) == "cpu"
     assert "weights" in source and not loaded.training
+    # a registry name is random weights only where asked for (benchmark), drawn from the seed
+    a, _, source = resolve_model("abanet_lite", "cpu", random_weights=True, seed=3)
+    b, _, _ = resolve_model("abanet_lite", "cpu", random_weights=True, seed=3)
+    assert source == "registry, random weights"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    with pytest.raises(abanet.ModelError, match="no trained weights ship"):
+        resolve_model("abanet_lite", "cpu")
+    with pytest.raises(abanet.ModelError, match="SegmentationModel"):
+        resolve_model(torch.nn.Conv2d(3, 1, 1), "cpu")
 
 
 def test_peak_memory_sees_an_allocation():
@@ -118,4 +129,4 @@ def test_cli_benchmark_unknown_backend():
     args = ["benchmark", "--model", "abanet_lite", "--size", "64", "--backend", "nope"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "unknown backend 'nope'" in result.output
+    assert "--backend 'nope': choose one of eager" in result.output

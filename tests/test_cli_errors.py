@@ -62,6 +62,40 @@ def test_predict_bad_choice_is_one_line_before_the_model_loads(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("command", ["predict", "evaluate", "benchmark", "serve"])
+def test_backend_help_lists_every_registered_backend(command) -> None:
+    from abanet.inference.backends.registry import list_backends
+
+    res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.replace("│", " ").split())
+    assert "winograd (cpu)" in text and "fp16 (cuda)" in text
+    for name in list_backends():
+        assert name in text
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "benchmark", "serve"])
+def test_unknown_backend_lists_the_registry(tmp_path, no_model_load, command) -> None:
+    from abanet.inference.backends.registry import list_backends
+
+    args = {
+        "predict": ["predict", str(write_rgb(tmp_path / "x.jpg"))],
+        "evaluate": ["evaluate", "-m", "x", "-d", str(tmp_path), "-o", str(tmp_path / "e")],
+        "benchmark": ["benchmark"],
+        "serve": ["serve"],
+    }[command]
+    line = one_line_error(runner.invoke(app, [*args, "--backend", "nosuch"]))
+    assert line == f"error: --backend 'nosuch': choose one of {', '.join(list_backends())}"
+
+
+def test_backend_on_a_device_it_does_not_run_on_before_the_model_loads(
+    tmp_path, no_model_load
+) -> None:
+    image = write_rgb(tmp_path / "x.jpg")
+    res = runner.invoke(app, ["predict", str(image), "--device", "cpu", "--backend", "fp16"])
+    assert "backend fp16 runs on cuda only, not cpu" in one_line_error(res)
+
+
 def test_predict_out_that_is_a_file_or_cannot_be_made(tmp_path, no_model_load) -> None:
     image = write_rgb(tmp_path / "x.jpg")
     blocker = tmp_path / "file.txt"

@@ -156,3 +156,36 @@ def test_dataloader_workers_get_different_augmentations(tmp_path: Path) -> None:
     items = [b["image"][0] for b in loader]
     # items 0 and 1 are each the first draw of a different worker
     assert not torch.equal(items[0], items[1])
+
+
+def test_validation_preprocesses_like_the_segmenter(tmp_path: Path) -> None:
+    """Training-time validation and the Segmenter feed the model the same tensor: the model
+    config's mean/std, area filtering when shrinking (not the bilinear resize of training)."""
+    import cv2
+
+    from abanet.data.preprocess import resolve_data_config
+    from abanet.inference.segmenter import Segmenter
+    from abanet.models.hub import load_model
+    from tests.fixtures import ellipse_dataset, tiny_saved_model
+
+    model = load_model(tiny_saved_model(tmp_path / "m"))
+    model.config.mean, model.config.std = (0.4, 0.5, 0.6), (0.2, 0.3, 0.25)
+    samples, _ = read_folders(ellipse_dataset(tmp_path / "d", n=1, size=200))
+    data_config = resolve_data_config(model.config)
+    ds = SegmentationDataset(samples, data_config.size, data_config.mean, data_config.std)
+
+    seen: list[torch.Tensor] = []
+
+    class Recorder:
+        def run(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone())
+            return torch.zeros(x.shape[0], 1, *x.shape[2:])
+
+    segmenter = Segmenter(model, device="cpu", detector=None)
+    segmenter._backend = Recorder()
+    image = np.asarray(Image.open(samples[0].image_path).convert("RGB"))
+    segmenter.segment(image, whole_image=True)
+    assert data_config.size < 200  # shrinking
+    torch.testing.assert_close(ds[0]["image"], seen[0][0], atol=1e-5, rtol=0)
+    bilinear = cv2.resize(image, (data_config.size,) * 2, interpolation=cv2.INTER_LINEAR)
+    assert not np.allclose(data_config.normalize(bilinear).transpose(2, 0, 1), seen[0][0].numpy())

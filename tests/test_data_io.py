@@ -242,7 +242,7 @@ def test_write_image_atomic(tmp_path: Path) -> None:
 def test_atomic_writes_get_the_usual_file_permissions(tmp_path) -> None:
     import os
 
-    from abanet.data.io import FILE_MODE, write_bytes_atomic
+    from abanet.data.atomic import FILE_MODE, write_bytes_atomic
 
     umask = os.umask(0)
     os.umask(umask)
@@ -253,7 +253,7 @@ def test_atomic_writes_get_the_usual_file_permissions(tmp_path) -> None:
 
 def test_write_is_an_exclusive_create(tmp_path, monkeypatch) -> None:
     """A file that appears between the existence check and the write is never replaced."""
-    import abanet.data.io as io_mod
+    import abanet.data.atomic as io_mod
     from abanet.errors import OutputExistsError
 
     target = tmp_path / "out.png"

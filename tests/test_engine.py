@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from abanet.data.preprocess import DataConfig
 from abanet.engine.config import (
     ConfigError,
     default_config,
@@ -229,7 +230,7 @@ def test_negatives_train_with_empty_masks(tmp_path: Path) -> None:
     plan = plan_data(cfg)
     assert [len(s.samples) for s in plan.sources] == [4, 3] and plan.sources[1].negatives
     assert plan.describe()["train"][1]["negatives"] is True
-    dm = SegmentationDataModule(plan, size=64, mean=(0, 0, 0), std=(1, 1, 1), num_workers=0)
+    dm = SegmentationDataModule(plan, DataConfig(64, (0, 0, 0), (1, 1, 1)), num_workers=0)
     dm.setup()
     pos, neg = dm.train_set.datasets
     assert all(pos[i]["mask"].sum() > 0 for i in range(len(pos)))
@@ -396,3 +397,22 @@ def test_cli_train_print_config_and_errors(tmp_path: Path) -> None:
     assert "unknown config key 'optim.lrr'" in r.output
     r = runner.invoke(app, ["train", "--resume"])
     assert r.exit_code == 2 and "--out" in r.output
+
+
+def test_validate_leaves_its_input_unchanged() -> None:
+    import copy
+
+    from abanet.engine.config import validate
+
+    cfg = default_config()
+    cfg["trainer"]["precision"] = 32  # as YAML reads it
+    before = copy.deepcopy(cfg)
+    checked = validate(cfg)
+    assert cfg == before and cfg["trainer"]["precision"] == 32
+    assert checked["trainer"]["precision"] == "32"
+    checked["data"]["ratios"].append(0.5)
+    assert cfg["data"]["ratios"] == before["data"]["ratios"]  # a copy, not a view
+    bad = copy.deepcopy(before)
+    bad["batch_size"] = 0
+    with pytest.raises(ConfigError, match="batch_size"):
+        validate(bad)

@@ -12,99 +12,147 @@ import abanet
 from abanet.errors import ModelError
 from abanet.models.abanet import ABANet, ResNet34Stages
 from abanet.models.blocks import AttentionGate
-from abanet.models.summary import count_flops
+from abanet.models.registry import get_entry
+from abanet.models.summary import count_flops, model_summaries
 
 SIZE = 64  # smallest size every architecture takes (divisor 32; lite: 64)
-SMALL = {"encoder_name": "resnet18"}  # keep smp baselines light in tests
+BIGGER = {"pan": 128}  # PAN's pyramid needs more than 64 pixels
+TINY = {"smp": {"encoder_name": "resnet18"}}  # keep smp baselines light in tests (per family)
+OUTPUTS = {"abanet_r34": 8, "basnet_r34": 8, "abanet_lite": 5}  # deep supervision (default 1)
 
 
 def build(name: str) -> abanet.SegmentationModel:
-    kwargs = SMALL if name in abanet.list_models(family="smp") else {}
-    return abanet.create_model(name, **kwargs)
+    torch.manual_seed(0)
+    return abanet.create_model(name, **TINY.get(get_entry(name).family, {}))
 
 
-class ModelContract:
-    """Checks every model must pass; subclasses set ``name`` (and ``outputs`` in training)."""
-
-    name: str
-    outputs: int | None = None
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def model(cls) -> abanet.SegmentationModel:
-        torch.manual_seed(0)
-        return build(cls.name)
-
-    def test_train_forward_backward(self, model: abanet.SegmentationModel) -> None:
-        model.train()
-        outs = model(torch.randn(2, 3, SIZE, SIZE))
-        assert isinstance(outs, list)
-        if self.outputs is not None:
-            assert len(outs) == self.outputs
-        for out in outs:
-            assert out.shape == (2, 1, SIZE, SIZE)
-        sum(o.mean() for o in outs).backward()
-        grads = [p.grad for p in model.parameters() if p.requires_grad]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads)
-        model.zero_grad(set_to_none=True)
-
-    def test_eval_returns_one_map_of_logits(self, model: abanet.SegmentationModel) -> None:
-        model.eval()
-        with torch.no_grad():
-            out = model(torch.randn(1, 3, SIZE, SIZE))
-        assert isinstance(out, torch.Tensor) and out.shape == (1, 1, SIZE, SIZE)
-        probs = model.predict(torch.randn(1, 3, SIZE, SIZE))
-        assert probs.shape == (1, 1, SIZE, SIZE)
-        assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
-
-    def test_bad_size_names_nearest_valid(self, model: abanet.SegmentationModel) -> None:
-        div = model.config.size_divisor
-        bad = 2 * div + 3
-        with pytest.raises(ModelError, match=rf"nearest valid size is {2 * div}x{2 * div}"):
-            model.predict(torch.zeros(1, 3, bad, bad))
-
-    def test_save_load_identical(self, model: abanet.SegmentationModel, tmp_path) -> None:
-        model.eval()
-        x = torch.randn(1, 3, SIZE, SIZE)
-        model.save_pretrained(tmp_path / "m", note="test")
-        again = abanet.load_model(tmp_path / "m")
-        assert again.config.metadata["note"] == "test"
-        assert torch.equal(model.predict(x), again.predict(x))
-        # the safetensors file alone carries its config
-        (tmp_path / "m" / "config.json").unlink()
-        alone = abanet.load_model(tmp_path / "m" / "model.safetensors")
-        assert torch.equal(model.predict(x), alone.predict(x))
+# -- the contract: every check runs on every registered model -----------------------------------
 
 
-@pytest.mark.parametrize(
-    "name", ["unet", "unetplusplus", "manet", "linknet", "deeplabv3plus", "pan", "fpn", "pspnet"]
-)
-def test_smp_baseline_contract(name: str) -> None:
-    size = 128  # PAN's pyramid needs more than 64 pixels
-    model = build(name)
+def check_train_outputs_and_gradients(model: abanet.SegmentationModel, size: int) -> None:
+    """Training mode: a list of logits maps at the input's size, main first; gradients flow."""
     model.train()
     outs = model(torch.randn(2, 3, size, size))
-    assert len(outs) == 1 and outs[0].shape == (2, 1, size, size)
-    outs[0].mean().backward()
+    assert isinstance(outs, list) and outs
+    assert len(outs) == OUTPUTS.get(model.config.name, 1)
+    for out in outs:
+        assert out.shape == (2, 1, size, size)
+    sum(o.mean() for o in outs).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)  # (PSPNet skips layer4)
+    model.zero_grad(set_to_none=True)
+
+
+def check_eval_main_output_is_logits(model: abanet.SegmentationModel, size: int) -> None:
+    """Eval mode: one logits map, the first of ``forward_all``; ``predict`` gives [0, 1]."""
     model.eval()
-    assert model(torch.randn(1, 3, size, size)).shape == (1, 1, size, size)
-    with pytest.raises(ModelError, match="nearest valid size"):
-        model(torch.zeros(1, 3, 70, 70))
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        out = model(x)
+        assert isinstance(out, torch.Tensor) and out.shape == (1, 1, size, size)
+        assert torch.allclose(out, model.forward_all(x)[0], atol=1e-5)
+    probs = model.predict(x)
+    assert probs.shape == (1, 1, size, size)
+    assert float(probs.min()) >= 0.0 and float(probs.max()) <= 1.0
+    assert torch.allclose(probs, torch.sigmoid(out), atol=1e-6)
 
 
-class TestAbanetR34(ModelContract):
-    name = "abanet_r34"
-    outputs = 8
+def check_bad_size_names_nearest_valid(model: abanet.SegmentationModel, size: int) -> None:
+    div = model.config.size_divisor
+    bad = 2 * div + 3
+    with pytest.raises(ModelError, match=rf"nearest valid size is {2 * div}x{2 * div}"):
+        model.predict(torch.zeros(1, 3, bad, bad))
 
 
-class TestBasnetR34(ModelContract):
-    name = "basnet_r34"
-    outputs = 8
+def check_save_load_identical(model: abanet.SegmentationModel, size: int, tmp_path) -> None:
+    model.eval()
+    x = torch.randn(1, 3, size, size)
+    model.save_pretrained(tmp_path / "m", note="test")
+    again = abanet.load_model(tmp_path / "m")
+    assert again.config.metadata["note"] == "test"
+    assert again.config.name == model.config.name
+    assert torch.equal(model.predict(x), again.predict(x))
+    # the safetensors file alone carries its config
+    (tmp_path / "m" / "config.json").unlink()
+    alone = abanet.load_model(tmp_path / "m" / "model.safetensors")
+    assert torch.equal(model.predict(x), alone.predict(x))
 
 
-class TestAbanetLite(ModelContract):
-    name = "abanet_lite"
-    outputs = 5
+CONTRACT = [
+    check_train_outputs_and_gradients,
+    check_eval_main_output_is_logits,
+    check_bad_size_names_nearest_valid,
+    check_save_load_identical,
+]
+
+
+def run_check(check, model, size, tmp_path) -> None:
+    if check is check_save_load_identical:
+        check(model, size, tmp_path)
+    else:
+        check(model, size)
+
+
+@pytest.fixture(scope="module")
+def built() -> dict[str, abanet.SegmentationModel]:
+    """One model per name for the whole module (building the paper-size ones takes seconds)."""
+    return {}
+
+
+@pytest.mark.parametrize("check", CONTRACT, ids=lambda c: c.__name__.removeprefix("check_"))
+@pytest.mark.parametrize("name", abanet.list_models())
+def test_model_contract(name, check, built, tmp_path) -> None:
+    if name not in built:
+        built.clear()  # one model at a time in memory
+        built[name] = build(name)
+    run_check(check, built[name], BIGGER.get(name, SIZE), tmp_path)
+
+
+def test_a_newly_registered_model_gets_the_contract(monkeypatch, tmp_path) -> None:
+    """Registering is all a new architecture needs: the name comes from the function, the
+    description from its docstring, and the contract checks take it as they take the others."""
+    from abanet.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    class Probe(abanet.SegmentationModel):
+        def __init__(self, config, width: int = 4) -> None:
+            super().__init__(config)
+            self.body = torch.nn.Conv2d(3, width, 3, padding=1)
+            self.head = torch.nn.Conv2d(width, 1, 1)
+
+        def forward_all(self, x):
+            return [self.head(torch.relu(self.body(x)))]
+
+    @registry.register_model(family="test", encoder="conv", width=6)
+    def contract_probe(config, **kwargs):
+        """A two-layer probe.
+
+        Longer notes stay out of the description."""
+        return Probe(config, **kwargs)
+
+    assert "contract_probe" in abanet.list_models()
+    entry = get_entry("contract_probe")
+    assert (entry.description, entry.encoder, entry.defaults) == (
+        "A two-layer probe",
+        "conv",
+        {"width": 6},
+    )
+    model = abanet.create_model("contract_probe")
+    assert model.config.name == "contract_probe" and model.config.kwargs == {"width": 6}
+    for check in CONTRACT:
+        run_check(check, model, SIZE, tmp_path / check.__name__)
+    with pytest.raises(ModelError, match="registered twice"):
+        registry.register_model(family="test", encoder="conv")(contract_probe)
+
+
+def test_registry_carries_encoders_and_weight_sources() -> None:
+    assert get_entry("abanet_r34").encoder == "resnet34"
+    assert get_entry("abanet_lite").encoder == "mobilenet_v2"
+    assert all(get_entry(n).encoder_weights == "smp" for n in abanet.list_models(family="smp"))
+    rows = {r["name"]: r for r in model_summaries(size=128)}
+    assert rows["unet"]["encoder"] == "resnet50" and "imagenet" in rows["unet"]["weights"]
+    assert rows["basnet_r34"]["description"] == "BASNet baseline: ABANet without attention gates"
 
 
 def test_registry_lists_at_least_ten_models() -> None:

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from abanet.errors import AbanetError
-from abanet.inference.segmenter import Segmenter, resolve_device, to_rgb_array
+from abanet.inference.backends import resolve_device
+from abanet.inference.segmenter import Segmenter, to_rgb_array
 from tests.fixtures import LowerHalfModel, write_rgb
 
 

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import cv2
 
-from abanet.data.io import read_image, write_bytes_atomic
+from abanet.data.atomic import write_bytes_atomic
+from abanet.data.io import read_image
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = REPO / "scripts" / "rmfd_face_labels.json"

@@ -25,3 +25,33 @@ class UsageError(AbanetError):
 
 class OutputExistsError(DataError):
     """An output file is already there and replacing it was not asked for."""
+
+
+class ConfigError(AbanetError):
+    """A configuration key is unknown or its value is not allowed."""
+
+
+class BackendError(AbanetError):
+    """A backend cannot run here (no CUDA, missing runtime, unknown name)."""
+
+
+class ExportError(AbanetError):
+    """The export could not be written or does not reproduce the PyTorch model."""
+
+
+class DetectorUnavailableError(ModelError):
+    """A face detector's package or weight file is not installed."""
+
+
+class LandmarkError(AbanetError):
+    """Landmarks could not be found or make no sense for this face."""
+
+
+class PlacementError(AbanetError):
+    """A template could not be placed on a face (bad landmarks, degenerate warp, mask off the crop).
+
+    ``reason`` is a short category for counting (the message has the details)."""
+
+    def __init__(self, message: str, reason: str = "placement failed") -> None:
+        super().__init__(message)
+        self.reason = reason

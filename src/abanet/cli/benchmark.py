@@ -6,10 +6,7 @@ from pathlib import Path
 
 import typer
 
-BACKEND_HELP = (
-    "eager, eager_fused, channels_last, bf16, fp16 (cuda), onnxruntime, compile, or auto "
-    "(what the predictor would choose)."
-)
+from abanet.inference.backends.registry import backend_help
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +20,7 @@ def benchmark(
     size: int = typer.Option(None, help="Square input side (default: the model's input_size)."),
     batch: int = typer.Option(1, min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", help="cpu or cuda (cuda fails when absent)."),
-    backend: str = typer.Option("eager", help=BACKEND_HELP),
+    backend: str = typer.Option("eager", help=backend_help("eager")),
     iters: int = typer.Option(10, min=1, help="Timed batches (the median counts)."),
     warmup: int = typer.Option(2, min=0, help="Untimed batches first."),
     vs_naive: bool = typer.Option(
@@ -36,9 +33,11 @@ def benchmark(
     """Images/s, ms/image (median after warm-up) and peak memory of one backend."""
     import json
 
+    from abanet.cli.options import check_inference_options
     from abanet.errors import OutputExistsError
     from abanet.inference.benchmark import format_result, run_benchmark
 
+    check_inference_options(device, backend, None)
     if json_file is not None and json_file.exists() and not overwrite:
         raise OutputExistsError(f"{json_file}: file exists; pass --overwrite to replace it")
     result = run_benchmark(
@@ -55,7 +54,7 @@ def benchmark(
     )
     typer.echo(format_result(result))
     if json_file is not None:
-        from abanet.data.io import write_bytes_atomic
+        from abanet.data.atomic import write_bytes_atomic
 
         text = json.dumps(result, indent=2, default=str) + "\n"
         write_bytes_atomic(json_file, text.encode(), overwrite=True)  # existence checked above

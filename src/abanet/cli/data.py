@@ -98,8 +98,8 @@ def check(
     max_problems: int = typer.Option(50, "--max-problems", help="Problems to print."),
 ) -> None:
     """Count pairs and list every problem; exit code 1 when there are errors."""
+    from abanet.data.atomic import write_bytes_atomic
     from abanet.data.check import check_dataset
-    from abanet.data.io import write_bytes_atomic
     from abanet.data.readers import detect_kind, open_dataset
     from abanet.errors import AbanetError
 

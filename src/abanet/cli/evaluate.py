@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from abanet.inference.backends.registry import backend_help
+
 
 def register(app: typer.Typer) -> None:
     app.command("evaluate")(evaluate)
@@ -38,9 +40,7 @@ def evaluate(
         None, "--threshold", min=0.0, max=1.0, help="Default: the model's."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    backend: str = typer.Option(
-        "eager", "--backend", help="Inference backend, as for predict (eager: the reference)."
-    ),
+    backend: str = typer.Option("eager", "--backend", help=backend_help("eager")),
     workers: int = typer.Option(0, "--workers", help="DataLoader worker processes."),
     no_structure: bool = typer.Option(
         False, "--no-structure", help="Skip F-beta, S-measure, E-measure (faster)."

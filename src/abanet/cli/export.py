@@ -25,19 +25,19 @@ def export(
     """Export MODEL to FILE; batch, height and width stay dynamic in the graph."""
     import os
 
-    from abanet.errors import OutputExistsError, UsageError
-    from abanet.inference.benchmark import resolve_model
-    from abanet.inference.export import ExportError, check_shapes, export_onnx, verify_onnx
+    from abanet.errors import ExportError, OutputExistsError, UsageError
+    from abanet.inference.export import check_shapes, export_onnx, verify_onnx
+    from abanet.models.hub import resolve_model
 
     if fmt.lower() != "onnx":
         raise UsageError(f"unsupported format {fmt!r} (supported: onnx)")
     if output.exists() and not overwrite:
         raise OutputExistsError(f"{output}: file exists; pass --overwrite to replace it")
-    net, source = resolve_model(model)
+    net, _, source = resolve_model(model, "cpu", random_weights=True)
     cfg = net.config
     size = int(size or cfg.input_size)
     output.parent.mkdir(parents=True, exist_ok=True)
-    from abanet.data.io import atomic_temp
+    from abanet.data.atomic import atomic_temp
 
     fd, tmp_name = atomic_temp(output, suffix=".onnx")
     os.close(fd)

@@ -16,12 +16,14 @@ def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
 
 
 def check_inference_options(device: str, backend: str, detector: str | None) -> None:
-    """The device exists here, the backend is registered, the detector is known and installed."""
+    """The device exists here, the backend is registered and runs on it, the detector is known
+    and installed."""
     from abanet.faces import detector_install_hint, list_detectors
-    from abanet.inference.backends import BACKENDS, resolve_device
+    from abanet.inference.backends.devices import resolve_device
+    from abanet.inference.backends.registry import check_backend, list_backends
 
-    resolve_device(device)
-    check_choice("--backend", backend, BACKENDS)
+    check_choice("--backend", backend, list_backends())
+    check_backend(backend, resolve_device(device).type)
     if detector is None or detector == "default":
         return
     check_choice("--detector", detector, ["default", *list_detectors()])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from abanet.inference.backends.registry import backend_help
+
 
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict)
@@ -20,7 +22,7 @@ def predict(
         None, min=0.0, max=1.0, help="Probability threshold (default: the model's)."
     ),
     device: str = typer.Option("auto", help="auto, cpu or cuda (cuda fails when absent)."),
-    backend: str = typer.Option("auto", help="Inference backend (auto: fastest faithful)."),
+    backend: str = typer.Option("auto", help=backend_help("auto")),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Crops per forward pass."),
     detector: str = typer.Option("default", help="Face detector for full photos."),
     whole_image: bool = typer.Option(False, "--whole-image", help="Never look for faces."),

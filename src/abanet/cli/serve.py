@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from abanet.inference.backends.registry import backend_help
+
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
@@ -14,7 +16,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped name or weights path."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    backend: str = typer.Option("auto", help="Inference backend."),
+    backend: str = typer.Option("auto", help=backend_help("auto")),
     detector: str = typer.Option("default", help="Face detector for full photos."),
 ) -> None:
     """Serve POST /predict (PNG mask) and /predict/json over HTTP."""

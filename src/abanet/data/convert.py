@@ -9,7 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from abanet.data.io import write_bytes_atomic, write_image_atomic
+from abanet.data.atomic import write_bytes_atomic
+from abanet.data.io import write_image_atomic
 from abanet.data.readers import (
     DEFAULT_LABELME_LABELS,
     Problem,

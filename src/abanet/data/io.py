@@ -1,5 +1,5 @@
 """Image and mask IO used across abanet: decode anything PIL reads into uint8 RGB, binarise masks,
-write atomically.
+encode and write images (atomically, through :mod:`abanet.data.atomic`).
 
 Conventions (see docs/data.md):
 
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from abanet.errors import DataError, ImageReadError, OutputExistsError
+from abanet.data.atomic import write_bytes_atomic  # also importable from here (faces.scenes)
+from abanet.errors import DataError, ImageReadError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -120,7 +120,8 @@ def _composite_on_white(im: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba).convert("RGB")
 
 
-def _to_rgb(im: Image.Image, name: str) -> np.ndarray:
+def to_rgb(im: Image.Image, name: str) -> np.ndarray:
+    """A decoded PIL image as uint8 RGB HxWx3 (the conventions above); ``name`` for errors."""
     mode = im.mode
     try:
         if mode == "RGB":
@@ -146,13 +147,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file as ``uint8`` HxWx3 RGB (EXIF-rotated, alpha on white, 16-bit scaled)."""
     name = str(path)
     im = _exif_transpose(_open_decoded(path, name), name)
-    return _to_rgb(im, name)
+    return to_rgb(im, name)
 
 
 def read_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Like :func:`read_image` for encoded bytes (an upload); ``name`` is used in error messages."""
     im = _exif_transpose(_open_decoded(data, name), name)
-    return _to_rgb(im, name)
+    return to_rgb(im, name)
 
 
 def image_mode(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int]]:
@@ -275,66 +276,6 @@ def _as_savable(array: np.ndarray, path: Path) -> np.ndarray:
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise DataError(f"{path}: cannot write image (empty array {a.shape})")
     return np.ascontiguousarray(a)
-
-
-_UMASK = os.umask(0o022)  # read the process umask once (os.umask is not thread-safe) ...
-os.umask(_UMASK)  # ... and put it back
-#: permissions of a newly written file: what ``open()`` would give under the process umask
-FILE_MODE = 0o666 & ~_UMASK
-
-
-def atomic_temp(target: Path, suffix: str = ".tmp") -> tuple[int, str]:
-    """A temporary file beside ``target`` for an atomic ``os.replace``, with the permissions a
-    new file gets (``mkstemp`` alone would leave it readable by its owner only)."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
-    os.fchmod(fd, FILE_MODE)
-    return fd, tmp
-
-
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, overwrite: bool = False) -> Path:
-    """Write raw bytes via a temp file in the same folder, then publish it in one step.
-
-    With ``overwrite`` the temp file replaces ``path``; without, it is linked to ``path`` only if
-    no file is there at that moment (an exclusive create: two writers never replace each other's
-    file), else :class:`OutputExistsError`.
-    """
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise _exists(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = atomic_temp(target)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            _publish_exclusive(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
-
-
-def _exists(target: Path) -> OutputExistsError:
-    return OutputExistsError(
-        f"{target}: file exists (pass overwrite=True / --overwrite to replace it)"
-    )
-
-
-def _publish_exclusive(tmp: str, target: Path) -> None:
-    """Give the finished ``tmp`` the name ``target`` unless a file already has it."""
-    try:
-        os.link(tmp, target)  # atomic, fails when target exists
-    except FileExistsError:
-        raise _exists(target) from None
-    except OSError:  # a file system without hard links: reserve the name, then replace
-        try:
-            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, FILE_MODE))
-        except FileExistsError:
-            raise _exists(target) from None
-        os.replace(tmp, target)
 
 
 def encode_image(array: np.ndarray, suffix: str, quality: int = 95, name: str = "") -> bytes:

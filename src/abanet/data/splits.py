@@ -343,7 +343,7 @@ def save_split(
 
     ``meta`` (seed, ratios...) is stored under ``"_meta"`` and ignored by :func:`load_split`.
     """
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     if isinstance(split, Mapping):
         payload: dict[str, Any] = {k: list(v) for k, v in split.items()}

@@ -1,9 +1,11 @@
 """Mask-aware augmentation and preprocessing with albumentations (>= 2.0).
 
-``build_transforms(size, mean, std, train, strength)`` returns an ``albumentations.Compose`` that
-takes ``image`` (uint8 HxWx3 RGB) and ``mask`` (float32 HxW in {0, 1}) and returns a normalised
-float32 image and a resized mask (threshold it at 0.5: masks are resampled bilinearly so that edges
-stay smooth under rotation and scaling).
+``build_transforms(size, mean, std, train, strength)`` returns a transform that takes ``image``
+(uint8 HxWx3 RGB) and ``mask`` (float32 HxW in {0, 1}) and returns a normalised float32 image and a
+resized mask (threshold it at 0.5: masks are resampled bilinearly so that edges stay smooth under
+rotation and scaling). Without ``train`` it is the inference preprocessing
+(:class:`abanet.data.preprocess.DataConfig`: area filter when shrinking), so that validation scores
+what predict and evaluate will see.
 
 Training pipeline (order matters): resize to ``size`` x ``size`` -> horizontal flip -> affine
 (zoom in *and out*, shift, rotate, shear; zoom-out leaves a constant border so the mask does not
@@ -26,10 +28,9 @@ import albumentations as A  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from abanet.data.preprocess import DataConfig, EvalTransform  # noqa: E402
 from abanet.errors import DataError  # noqa: E402
-
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+from abanet.models.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 STRENGTHS: tuple[str, ...] = ("none", "light", "default", "heavy")
 
@@ -163,20 +164,21 @@ def build_transforms(
     train: bool = False,
     strength: str = "default",
     seed: int | None = None,
-) -> A.Compose:
-    """Full pipeline: resize, (when ``train``) the ``strength`` preset, normalise.
+) -> A.Compose | EvalTransform:
+    """Training (``train``): resize, the ``strength`` preset, normalise. Otherwise the inference
+    preprocessing of ``DataConfig(size, mean, std)``.
 
     ``strength`` is ``none``, ``light``, ``default`` or ``heavy``. ``seed`` makes the random draws
     reproducible (see :func:`seed_transform`).
     """
     steps: list[Any] = resize_normalize(size, mean, std)
-    if train:
-        steps = [steps[0], *augmentations(strength), steps[1]]
-    elif strength not in STRENGTHS:
+    if strength not in STRENGTHS:
         raise DataError(
             f"unknown augmentation strength {strength!r} (one of {', '.join(STRENGTHS)})"
         )
-    compose = A.Compose(steps)
+    if not train:
+        return EvalTransform(DataConfig(size, tuple(mean), tuple(std)))
+    compose = A.Compose([steps[0], *augmentations(strength), steps[1]])
     seed_transform(compose, seed)
     return compose
 

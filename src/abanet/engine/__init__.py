@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from abanet.engine.config import ConfigError, default_config, parse_overrides, resolve_config
+from abanet.engine.config import default_config, parse_overrides, resolve_config
+from abanet.errors import ConfigError
 
 _LAZY = {
     "train": "abanet.engine.training",

@@ -14,12 +14,7 @@ from typing import Any
 
 import yaml
 
-from abanet.errors import AbanetError
-
-
-class ConfigError(AbanetError):
-    """A configuration key is unknown or its value is not allowed."""
-
+from abanet.errors import ConfigError
 
 # Keys whose values are free-form mappings (not checked against the defaults).
 FREE_FORM = ("model.kwargs",)
@@ -177,8 +172,7 @@ def resolve_config(
     if overrides:
         upd = parse_overrides(overrides) if not isinstance(overrides, Mapping) else overrides
         cfg = merge(cfg, upd, "override")
-    validate(cfg)
-    return cfg
+    return validate(cfg)
 
 
 def get(cfg: Mapping[str, Any], dotted: str) -> Any:
@@ -268,8 +262,10 @@ def train_entries(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def validate(cfg: Mapping[str, Any]) -> None:
-    """Check value types and ranges; raise ConfigError naming the first bad key."""
+def validate(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check value types and ranges (ConfigError naming the first bad key); return a copy with
+    values normalised (``trainer.precision`` as text). ``config`` itself is left as it is."""
+    cfg = copy.deepcopy(dict(config))
     _num(cfg, "seed", integer=True, minimum=0)
     _num(cfg, "input_size", integer=True, minimum=8)
     _num(cfg, "batch_size", integer=True, minimum=1)
@@ -344,7 +340,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _num(cfg, "trainer.val_every_n_epochs", integer=True, minimum=1)
     _num(cfg, "trainer.val_every_n_steps", integer=True, minimum=1, optional=True)
     _num(cfg, "trainer.sanity_val_steps", integer=True, minimum=0)
-    t["precision"] = str(t["precision"])
+    t["precision"] = str(t["precision"])  # YAML reads 32 as a number
     _choice(cfg, "trainer.precision", PRECISIONS)
     _num(cfg, "trainer.num_nodes", integer=True, minimum=1)
     _num(cfg, "trainer.accumulate", integer=True, minimum=1)
@@ -354,6 +350,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _choice(cfg, "trainer.export", EXPORTS)
     _num(cfg, "early_stopping.patience", integer=True, minimum=1, optional=True)
     _num(cfg, "early_stopping.min_delta", minimum=0)
+    return cfg
 
 
 def dump_yaml(cfg: Mapping[str, Any]) -> str:

@@ -13,9 +13,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Sampler
 
 from abanet.data import splits as S
+from abanet.data.preprocess import DataConfig
 from abanet.data.readers import Sample, open_dataset, paired
-from abanet.engine.config import ConfigError, train_entries
-from abanet.errors import DataError
+from abanet.engine.config import train_entries
+from abanet.errors import ConfigError, DataError
 
 
 @dataclass
@@ -175,9 +176,7 @@ class SegmentationDataModule(L.LightningDataModule):
     def __init__(
         self,
         plan: DataPlan,
-        size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
+        data_config: DataConfig,
         batch_size: int = 8,
         num_workers: int = 2,
         augment: str = "default",
@@ -187,8 +186,7 @@ class SegmentationDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.plan = plan
-        self.size = int(size)
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.data_config = data_config
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.augment = augment
@@ -206,9 +204,9 @@ class SegmentationDataModule(L.LightningDataModule):
             for i, src in enumerate(self.plan.sources):
                 ds = SegmentationDataset(
                     src.samples,
-                    size=self.size,
-                    mean=self.mean,
-                    std=self.std,
+                    size=self.data_config.size,
+                    mean=self.data_config.mean,
+                    std=self.data_config.std,
                     augment=True,
                     strength=self.augment,
                     cache=self.cache,
@@ -222,7 +220,12 @@ class SegmentationDataModule(L.LightningDataModule):
         if self.val_set is None:
             val = self.plan.val[: self.val_max] if self.val_max else self.plan.val
             self.val_set = SegmentationDataset(
-                val, size=self.size, mean=self.mean, std=self.std, augment=False, cache=self.cache
+                val,
+                size=self.data_config.size,
+                mean=self.data_config.mean,
+                std=self.data_config.std,
+                augment=False,
+                cache=self.cache,
             )
             if self.cache:
                 self.val_set.preload()
@@ -261,7 +264,7 @@ def write_split(plan: DataPlan, path: Path) -> Path | None:
         return None
     import json
 
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     payload = {
         **plan.split,

@@ -22,12 +22,15 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from abanet.errors import AbanetError, DataError
 from abanet.metrics.structure import STRUCTURE_KEYS
+
+if TYPE_CHECKING:
+    from abanet.inference.segmenter import Segmenter
 
 #: Columns of per_image.csv after ``image`` (binary metrics first, as in the baselines file).
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
@@ -132,27 +135,6 @@ class _EvalSet:
 
 def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: [it[k] for it in items] for k in ("image", "mask", "name")}
-
-
-# ---------------------------------------------------------------------------------- model
-def _resolve_model(model: Any, device: str) -> Any:
-    import torch
-
-    from abanet.models.base import SegmentationModel
-
-    if isinstance(model, SegmentationModel):
-        return model.to(device).eval()
-    if isinstance(model, torch.nn.Module):
-        raise AbanetError("evaluate: model must be an abanet SegmentationModel, a name or a path")
-    from abanet.models.hub import load_model
-
-    return load_model(model, device=device)
-
-
-def _device(device: str) -> str:
-    from abanet.inference.backends import resolve_device
-
-    return str(resolve_device(device))
 
 
 # -------------------------------------------------------------------------------- compare
@@ -355,7 +337,7 @@ def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, text.encode("utf-8"), overwrite=True)
 
@@ -485,17 +467,13 @@ def evaluate(
         raise AbanetError(f"{grid}: file exists (pass overwrite to replace it)")
     if batch_size < 1:
         raise AbanetError(f"evaluate: batch size must be >= 1, got {batch_size}")
-    dev = _device(device)
-    net = _resolve_model(model, dev)
-    cfg = net.config
-    input_size = int(size or cfg.input_size)
-    if input_size % cfg.size_divisor:
-        from abanet.models.base import nearest_valid_size
+    from abanet.data.preprocess import resolve_data_config
+    from abanet.models.hub import resolve_model
 
-        raise AbanetError(
-            f"{cfg.name}: size {input_size} is not a multiple of {cfg.size_divisor}; nearest valid "
-            f"size is {nearest_valid_size(input_size, cfg.size_divisor)}"
-        )
+    net, torch_device, _ = resolve_model(model, device)
+    dev = str(torch_device)
+    cfg = net.config
+    input_size = resolve_data_config(cfg, size).size
     thr = float(cfg.threshold if threshold is None else threshold)
     notes: list[str] = []
     samples = select_samples(data, split, subset, kind, notes)
@@ -590,23 +568,24 @@ def evaluate(
         summary["files"] = {k: str(v) for k, v in result.files.items()}
         # summary.json last: its presence marks a finished evaluation
         result.files["summary"] = _write(
-            out_dir / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n"
+            out_dir / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n"
         )
     return result
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with tuples as lists and NaN as None (JSON has no NaN)."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
+        return {k: jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and math.isnan(obj):
         return None
     return obj
 
 
 def _write_grid(
-    segmenter: Any,
+    segmenter: Segmenter,
     dataset: _EvalSet,
     per_image: Sequence[Mapping[str, Any]],
     path: Path,
@@ -630,6 +609,6 @@ def _write_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     return write_bytes_atomic(path, buf.getvalue(), overwrite=True)

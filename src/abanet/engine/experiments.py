@@ -31,8 +31,8 @@ from typing import Any
 
 import yaml
 
-from abanet.engine.config import ConfigError, merge, parse_overrides
-from abanet.errors import AbanetError
+from abanet.engine.config import merge, parse_overrides
+from abanet.errors import AbanetError, ConfigError
 from abanet.metrics.structure import STRUCTURE_KEYS
 
 SCALES = ("smoke", "full")
@@ -242,8 +242,7 @@ def run_config(
     cfg["out"] = str(run_dir / "train")
     if scale == "smoke" and substitute:
         cfg = _substitute(cfg)
-    validate(cfg)
-    return cfg
+    return validate(cfg)
 
 
 def _describe_model(cfg: Mapping[str, Any]) -> str:
@@ -334,7 +333,7 @@ def run_experiment(
     log: Callable[[str], None] = print,
 ) -> ExperimentResult:
     """Run (or resume) every trial of every run of ``preset`` on dataset ``data``."""
-    from abanet.engine.evaluation import _jsonable, evaluate
+    from abanet.engine.evaluation import evaluate, jsonable
     from abanet.engine.training import train
 
     spec = load_preset(preset, scale)
@@ -426,7 +425,7 @@ def run_experiment(
         f"{rows[0]['images'] if rows else 0}."
     )
     text = render_table(spec, rows, scale, note)
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     table = write_bytes_atomic(out_dir / "table.md", text.encode(), overwrite=True)
     flat = []
@@ -454,7 +453,7 @@ def run_experiment(
     }
     write_bytes_atomic(
         out_dir / "results.json",
-        (json.dumps(_jsonable(payload), indent=2) + "\n").encode(),
+        (json.dumps(jsonable(payload), indent=2) + "\n").encode(),
         overwrite=True,
     )
     log(f"table: {table}")

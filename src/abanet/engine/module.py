@@ -9,7 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from abanet.engine.config import ConfigError
+from abanet.errors import ConfigError
 from abanet.losses import build_loss
 from abanet.metrics import SegmentationMetrics
 from abanet.models.base import SegmentationModel

@@ -25,9 +25,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from abanet.data.io import atomic_temp
-from abanet.engine.config import ConfigError, dump_yaml, read_yaml, resolve_config
-from abanet.errors import AbanetError
+from abanet.data.atomic import atomic_temp
+from abanet.data.preprocess import resolve_data_config
+from abanet.engine.config import dump_yaml, read_yaml, resolve_config
+from abanet.errors import AbanetError, ConfigError
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -226,16 +227,14 @@ def train(
     model = _build_model(cfg)
     plan = plan_data(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    from abanet.data.io import write_bytes_atomic
+    from abanet.data.atomic import write_bytes_atomic
 
     write_bytes_atomic(saved_cfg, dump_yaml(cfg).encode(), overwrite=True)
     split_file = write_split(plan, run_dir / "split.json")
 
     dm = SegmentationDataModule(
         plan,
-        size=int(cfg["input_size"]),
-        mean=model.config.mean,
-        std=model.config.std,
+        resolve_data_config(model.config, int(cfg["input_size"])),
         batch_size=int(cfg["batch_size"]),
         num_workers=int(cfg["num_workers"]),
         augment=str(cfg["data"]["augment"]),

@@ -34,13 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from abanet.errors import ModelError
+from abanet.errors import DetectorUnavailableError, ModelError
 from abanet.faces.blazeface import BlazeFaceDetector
 from abanet.faces.types import Face, FaceDetector
-
-
-class DetectorUnavailableError(ModelError):
-    """A face detector's package or weight file is not installed."""
 
 
 def _package_dir(package: str) -> Path | None:

@@ -15,34 +15,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from abanet.inference.backends import (
-    Backend,
-    EagerBackend,
-    configure_threads,
-    create_backend,
-    resolve_device,
-)
-
-
-def resolve_model(spec: str | os.PathLike[str] | nn.Module, seed: int = 0) -> tuple[nn.Module, str]:
-    """A model from a registry name (random weights drawn with ``seed``, so repeated runs reuse
-    cached exports), a shipped name or a weights path.
-
-    Returns the eval-mode model and a short description of where it came from.
-    """
-    if isinstance(spec, nn.Module):
-        return spec.eval(), "given module"
-    from abanet.models import create_model, list_models
-    from abanet.models.hub import load_model
-
-    text = str(spec)
-    if text in list_models() and not Path(text).exists():
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = create_model(text).eval()
-        return model, "registry, random weights"
-    return load_model(text), f"weights {text}"
-
+from abanet.data.preprocess import resolve_data_config
+from abanet.inference.backends.base import Backend
+from abanet.inference.backends.devices import configure_threads, cpu_name, loadavg
+from abanet.inference.backends.registry import build_backend, create_backend
+from abanet.models.hub import resolve_model
 
 # -- memory -------------------------------------------------------------------------------------
 
@@ -129,19 +106,10 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:  # pragma: no cover
-        return None
-
-
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from abanet.inference.backends import _cpu_name
-
-    return f"{_cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
+    return f"{cpu_name()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def run_benchmark(
@@ -172,17 +140,14 @@ def run_benchmark(
     a fresh process (the CLI) gives the clearest figure.
     """
     say = log or (lambda _msg: None)
-    dev = resolve_device(device)
     threads = configure_threads(num_threads)
-    net, source = resolve_model(model, seed=seed)
-    net = net.to(dev).eval()
+    net, dev, source = resolve_model(model, device, random_weights=True, seed=seed)
     config = net.config
-    size = int(size or config.input_size)
+    size = resolve_data_config(config, size).size
     batch, iters, warmup = max(1, int(batch)), max(1, int(iters)), max(0, int(warmup))
-    net.check_input(torch.empty(1, 3, size, size, device="meta"))
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=generator).to(dev)
-    load_start = _loadavg()
+    load_start = loadavg()
 
     memory = PeakMemory(dev)
     _release_freed_memory()
@@ -206,7 +171,7 @@ def run_benchmark(
     naive_x = x[:1]
     naive_peak = None
     if vs_naive:
-        naive = EagerBackend(net, dev)
+        naive = build_backend("eager", net, dev)
         memory.start()
         for _ in range(max(1, warmup)):
             naive.run(naive_x)
@@ -245,7 +210,7 @@ def run_benchmark(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "loadavg_start": load_start,
-        "loadavg_end": _loadavg(),
+        "loadavg_end": loadavg(),
     }
     if selection is not None:
         result["auto_selection"] = selection.to_dict()

@@ -14,15 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from abanet.data.io import atomic_temp
-from abanet.errors import AbanetError
+from abanet.data.atomic import atomic_temp
+from abanet.errors import ExportError
 
 DEFAULT_OPSET = 17
 MATCH_TOLERANCE = 1e-4
-
-
-class ExportError(AbanetError):
-    """The export could not be written or does not reproduce the PyTorch model."""
 
 
 @dataclass

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from abanet.data.io import IMAGE_EXTENSIONS, encode_image, write_bytes_atomic
+from abanet.data.atomic import write_bytes_atomic
+from abanet.data.io import IMAGE_EXTENSIONS, encode_image
 from abanet.errors import AbanetError, OutputExistsError
 from abanet.faces.pipeline import PhotoResult
 from abanet.inference.profiling import StageTimer

@@ -10,30 +10,34 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from abanet.data.preprocess import resolve_data_config
 from abanet.errors import AbanetError, ModelError
 from abanet.faces.pipeline import PhotoPlan, PhotoResult
-from abanet.inference.backends import resolve_device
 from abanet.inference.profiling import StageTimer
 from abanet.inference.refine import fill_holes, flip_average
+
+if TYPE_CHECKING:
+    from abanet.faces.types import FaceDetector
+    from abanet.inference.backends.base import Backend
 
 ImageLike = str | os.PathLike[str] | Image.Image | np.ndarray
 
 
 def to_rgb_array(image: ImageLike) -> np.ndarray:
     """RGB uint8 HxWx3 from a path, a PIL image or an array (gray, RGB or RGBA)."""
-    from abanet.data.io import _to_rgb, read_image
+    from abanet.data.io import read_image, to_rgb
 
     if isinstance(image, str | os.PathLike):
         return read_image(image)
     if isinstance(image, Image.Image):
-        return _to_rgb(image, "<PIL image>")
+        return to_rgb(image, "<PIL image>")
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         if arr.dtype.kind == "f" and arr.size and float(arr.max()) <= 1.0:
@@ -75,36 +79,26 @@ class Segmenter:
         fill_holes: bool | None = None,
         size: int | None = None,
     ) -> None:
-        from abanet.models.hub import load_model
+        from abanet.models.hub import resolve_model
 
-        self.device = resolve_device(device)
-        self.model = (
-            model.to(self.device).eval()
-            if isinstance(model, torch.nn.Module)
-            else load_model(model, device=self.device)
-        )
+        self.model, self.device, _ = resolve_model(model, device)
         cfg = self.model.config
-        self.size = int(size or cfg.input_size)
-        if self.size % cfg.size_divisor:
-            raise ModelError(
-                f"{cfg.name}: input_size {self.size} is not a multiple of {cfg.size_divisor}"
-            )
+        self.data_config = resolve_data_config(cfg, size)
+        self.size = self.data_config.size
         self.threshold = float(cfg.threshold if threshold is None else threshold)
         if not 0.0 <= self.threshold <= 1.0:
             raise ModelError(f"threshold must be between 0 and 1, got {self.threshold}")
         self.batch_size = max(1, int(batch_size))
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
-        self._mean = np.asarray(cfg.mean, np.float32) * 255.0
-        self._inv_std = 1.0 / (np.asarray(cfg.std, np.float32) * 255.0)
         self.backend_name = backend
-        self._backend: Any = None
+        self._backend: Backend | None = None
         self.detector_name = detector
-        self._detector: Any = None
+        self._detector: FaceDetector | None = None
 
     # -- lazily built parts -------------------------------------------------------------------
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         if self._backend is None:
             from abanet.inference.backends import create_backend
 
@@ -114,7 +108,7 @@ class Segmenter:
         return self._backend
 
     @property
-    def detector(self) -> Any:
+    def detector(self) -> FaceDetector | None:
         if self._detector is None and self.detector_name is not None:
             from abanet.faces import create_detector
 
@@ -122,13 +116,6 @@ class Segmenter:
         return self._detector
 
     # -- core ---------------------------------------------------------------------------------
-    def preprocess(self, crop: np.ndarray) -> np.ndarray:
-        """RGB uint8 crop -> normalised float32 3xSxS (resize with area/linear filtering)."""
-        h, w = crop.shape[:2]
-        interp = cv2.INTER_AREA if min(h, w) > self.size else cv2.INTER_LINEAR
-        resized = cv2.resize(crop, (self.size, self.size), interpolation=interp)
-        return ((resized.astype(np.float32) - self._mean) * self._inv_std).transpose(2, 0, 1)
-
     def segment_crops(
         self, crops: Sequence[np.ndarray], timer: StageTimer | None = None
     ) -> list[np.ndarray]:
@@ -138,7 +125,7 @@ class Segmenter:
         for start in range(0, len(crops), self.batch_size):
             chunk = crops[start : start + self.batch_size]
             with timer.stage("preprocess"):
-                batch = torch.from_numpy(np.stack([self.preprocess(c) for c in chunk]))
+                batch = torch.from_numpy(np.stack([self.data_config(c) for c in chunk]))
             with timer.stage("model"):
                 x = batch.to(self.device)
                 run = self.backend.run
@@ -180,7 +167,9 @@ class Segmenter:
         plan = self.plan(image, whole_image)
         return self.finish(plan, self.segment_crops(plan.crops))
 
-    def predict(self, image: ImageLike, whole_image: bool = False, soft: bool = False) -> Any:
+    def predict(
+        self, image: ImageLike, whole_image: bool = False, soft: bool = False
+    ) -> np.ndarray | Image.Image:
         """The mask of one image, in the caller's type family.
 
         Path or numpy in: ``np.ndarray`` uint8 HxW (0/255, or 0..255 probabilities with
@@ -192,7 +181,7 @@ class Segmenter:
 
     def predict_batch(
         self, images: Sequence[ImageLike], whole_image: bool = False, soft: bool = False
-    ) -> list[Any]:
+    ) -> list[np.ndarray | Image.Image]:
         """``predict`` for several images; crops of all images share forward passes."""
         plans = [self.plan(im, whole_image) for im in images]
         probs = self.segment_crops([c for p in plans for c in p.crops])
@@ -211,7 +200,7 @@ def _encode(prob: np.ndarray, threshold: float, soft: bool) -> np.ndarray:
     return np.where(prob >= threshold, 255, 0).astype(np.uint8)
 
 
-def encode_mask(result: Any, soft: bool = False) -> np.ndarray:
+def encode_mask(result: PhotoResult, soft: bool = False) -> np.ndarray:
     """uint8 HxW mask of a ``PhotoResult``: 0/255, or 8-bit probabilities with ``soft``."""
     if soft:
         return _encode(result.prob, 0.5, True)

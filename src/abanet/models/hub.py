@@ -12,15 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from abanet.data.io import write_bytes_atomic
+from abanet.data.atomic import write_bytes_atomic
 from abanet.errors import ModelError
 from abanet.models.base import SegmentationModel
 from abanet.models.config import ModelConfig
-from abanet.models.registry import create_model
+from abanet.models.registry import create_model, list_models
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_MODEL_FILE = WEIGHTS_DIR / "DEFAULT"
@@ -90,8 +90,6 @@ def _locate(name_or_path: str | Path) -> tuple[Path, ModelConfig]:
             if path.suffix != ".safetensors":
                 raise ModelError(f"{path}: expected a .safetensors file or a model folder")
             return path, _config_for(path, path.parent / "config.json", prefer_header=True)
-    from abanet.models.registry import list_models
-
     if text in list_models():
         raise ModelError(
             f"{text}: no trained weights ship for this architecture; use "
@@ -162,3 +160,41 @@ def load_model(name_or_path: str | Path = "default", device: str | torch.device 
     config.kwargs = kwargs
     model.config = config
     return model.to(device).eval()
+
+
+class ResolvedModel(NamedTuple):
+    """A model ready for inference, the device it is on, and where it came from."""
+
+    model: SegmentationModel
+    device: torch.device
+    source: str
+
+
+def resolve_model(
+    model: str | Path | torch.nn.Module = "default",
+    device: str | torch.device = "auto",
+    *,
+    random_weights: bool = False,
+    seed: int = 0,
+) -> ResolvedModel:
+    """The one way predict, evaluate and benchmark get their model and device.
+
+    ``model`` is a loaded :class:`SegmentationModel` (used as is), a shipped name, a model folder
+    or a ``.safetensors`` file; with ``random_weights``, also a registry name (weights drawn with
+    ``seed``, so that repeated runs reuse cached exports). ``device``: ``auto``, ``cpu``,
+    ``cuda[:N]``. The model comes back in eval mode on the device.
+    """
+    from abanet.inference.backends.devices import resolve_device
+
+    dev = resolve_device(device)
+    if isinstance(model, SegmentationModel):
+        return ResolvedModel(model.to(dev).eval(), dev, "given model")
+    if isinstance(model, torch.nn.Module):
+        raise ModelError("expected an abanet SegmentationModel, a model name or a weights path")
+    text = str(model)
+    if random_weights and text in list_models() and not Path(text).exists():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            built = create_model(text)
+        return ResolvedModel(built.to(dev).eval(), dev, "registry, random weights")
+    return ResolvedModel(load_model(text, device=dev), dev, f"weights {text}")

@@ -1,4 +1,9 @@
-"""Model registry: ``create_model(name, **overrides)`` and ``list_models()`` (timm-style)."""
+"""Model registry: ``create_model(name, **overrides)`` and ``list_models()`` (timm-style).
+
+A builder registers under its own function name with :func:`register_model`; its docstring's
+first line is the model's description. ``create_model`` makes the :class:`ModelConfig` (name and
+options) and calls ``builder(config, **options)``.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,32 @@ from typing import Any
 
 from abanet.errors import ModelError
 from abanet.models.base import SegmentationModel
+from abanet.models.config import ModelConfig
+
+Builder = Callable[..., SegmentationModel]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A registered architecture: its builder, a one-line description and its family."""
+    """A registered architecture.
+
+    Attributes:
+        name: the builder's function name.
+        builder: ``builder(config, **options) -> SegmentationModel``.
+        description: one line (the builder docstring's first line).
+        family: ``abanet``, ``lite`` or ``smp``.
+        encoder: the encoder it builds by default (e.g. ``resnet34``).
+        encoder_weights: where ``encoder_weights="imagenet"`` comes from without an offline
+            package (``torchvision`` or ``smp``; both download), None where there are none.
+        defaults: options applied before the caller's (and saved in the config).
+    """
 
     name: str
-    builder: Callable[..., SegmentationModel]
+    builder: Builder
     description: str
     family: str
+    encoder: str
+    encoder_weights: str | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
@@ -26,14 +47,18 @@ _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(
-    name: str, description: str, family: str, **defaults: Any
-) -> Callable[[Callable[..., SegmentationModel]], Callable[..., SegmentationModel]]:
-    """Decorator registering ``builder(**kwargs) -> SegmentationModel`` under ``name``."""
+    *, family: str, encoder: str, encoder_weights: str | None = None, **defaults: Any
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``builder(config, **options)`` under ``builder.__name__``."""
 
-    def wrap(builder: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
+    def wrap(builder: Builder) -> Builder:
+        name = builder.__name__
         if name in _REGISTRY:
             raise ModelError(f"model name {name!r} is registered twice")
-        _REGISTRY[name] = ModelEntry(name, builder, description, family, dict(defaults))
+        description = (builder.__doc__ or name).strip().splitlines()[0].rstrip(".")
+        _REGISTRY[name] = ModelEntry(
+            name, builder, description, family, encoder, encoder_weights, dict(defaults)
+        )
         return builder
 
     return wrap
@@ -53,6 +78,7 @@ def list_models(family: str | None = None) -> list[str]:
 
 
 def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (ModelError with close matches when unknown)."""
     _ensure_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
@@ -70,7 +96,8 @@ def create_model(name: str, **overrides: Any) -> SegmentationModel:
     """
     entry = get_entry(name)
     kwargs = {**entry.defaults, **overrides}
+    config = ModelConfig(name=name, kwargs=dict(kwargs))
     try:
-        return entry.builder(**kwargs)
+        return entry.builder(config, **kwargs)
     except TypeError as exc:  # unknown keyword
         raise ModelError(f"{name}: bad option: {exc}") from exc

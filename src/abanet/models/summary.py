@@ -24,14 +24,6 @@ def count_flops(model: torch.nn.Module, size: int = 256, batch: int = 1) -> int:
     return int(counter.get_total_flops())
 
 
-def _encoder_of(name: str, model: Any) -> str:
-    if name.endswith("_r34"):
-        return "resnet34"
-    if name == "abanet_lite":
-        return "mobilenet_v2"
-    return str(model.config.kwargs.get("encoder_name", "?"))
-
-
 def model_summaries(size: int = 256) -> list[dict[str, Any]]:
     """One row per registered architecture and per shipped trained model."""
     shipped = {}
@@ -40,24 +32,24 @@ def model_summaries(size: int = 256) -> list[dict[str, Any]]:
         shipped.setdefault(cfg.name, []).append(pname)
     rows = []
     for name in list_models():
+        entry = get_entry(name)
         with torch.device("meta"):
             model = create_model(name)
-        encoder = _encoder_of(name, model)
         weights = []
         if name in shipped:
             weights.append("trained: " + ", ".join(shipped[name]))
-        if offline_weights_path(encoder) is not None:
+        if offline_weights_path(entry.encoder) is not None:
             weights.append("imagenet (offline)")
-        elif encoder == "resnet34" or get_entry(name).family == "smp":
+        elif entry.encoder_weights is not None:
             weights.append("imagenet (download)")
         rows.append(
             {
                 "name": name,
                 "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
                 "gflops": count_flops(model, size) / 1e9,
-                "encoder": encoder,
+                "encoder": entry.encoder,
                 "weights": "; ".join(weights) or "-",
-                "description": get_entry(name).description,
+                "description": entry.description,
             }
         )
     return rows

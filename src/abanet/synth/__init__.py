@@ -6,17 +6,17 @@
 
 from __future__ import annotations
 
+from abanet.errors import LandmarkError, PlacementError
 from abanet.synth.factory import SynthReport, choose_template, generate, item_rng
 from abanet.synth.landmarks import (
     AnchorParams,
-    LandmarkError,
     MeshLandmarker,
     canonical_landmarks,
     check_landmarks,
     mask_anchors,
     yaw_ratio,
 )
-from abanet.synth.render import PlacementError, SynthOptions, restyle_mask, synthesize
+from abanet.synth.render import SynthOptions, restyle_mask, synthesize
 from abanet.synth.templates import MaskTemplate, TemplateSet, load_templates, parse_masks_cfg
 
 __all__ = [

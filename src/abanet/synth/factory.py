@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from abanet.errors import DataError, ImageReadError
+from abanet.errors import DataError, ImageReadError, PlacementError
 from abanet.synth.landmarks import yaw_ratio
-from abanet.synth.render import PlacementError, SynthOptions, synthesize
+from abanet.synth.render import SynthOptions, synthesize
 from abanet.synth.templates import (
     DEFAULT_FAMILY_WEIGHTS,
     IMAGE_SUFFIXES,

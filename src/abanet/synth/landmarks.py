@@ -12,17 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from abanet.errors import AbanetError
-
 JAW = slice(0, 17)
 BROWS = slice(17, 27)
 LEFT_EYE = slice(36, 42)
 RIGHT_EYE = slice(42, 48)
 NOSE_BRIDGE = slice(27, 31)
-
-
-class LandmarkError(AbanetError):
-    """Landmarks could not be found or make no sense for this face."""
 
 
 @dataclass(frozen=True)

@@ -12,21 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from abanet.errors import AbanetError
+from abanet.errors import AbanetError, PlacementError
 from abanet.synth.landmarks import AnchorParams, check_landmarks, face_frame, mask_anchors
 from abanet.synth.templates import MaskTemplate
 
 OCCLUDER_LABELS = ("mfsd", "exclude")
-
-
-class PlacementError(AbanetError):
-    """A template could not be placed on a face (bad landmarks, degenerate warp, mask off the crop).
-
-    ``reason`` is a short category for counting (the message has the details)."""
-
-    def __init__(self, message: str, reason: str = "placement failed") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

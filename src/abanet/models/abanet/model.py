@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -159,20 +160,20 @@ def _resize(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _build(name: str, **kwargs: object) -> ABANet:
-    config = ModelConfig(name=name, kwargs=dict(kwargs), size_divisor=32)
-    return ABANet(config, **kwargs)  # type: ignore[arg-type]
+@register_model(
+    family="abanet", encoder="resnet34", encoder_weights="torchvision", attention_stages=(1, 2, 3)
+)
+def abanet_r34(config: ModelConfig, **kwargs: Any) -> ABANet:
+    """ABANet (paper): ResNet-34, 3 attention gates, refinement."""
+    return ABANet(config, **kwargs)
 
 
-@register_model("abanet_r34", "ABANet (paper): ResNet-34, 3 attention gates, refinement", "abanet")
-def abanet_r34(**kwargs: object) -> ABANet:
-    """The paper's ABANet with a ResNet-34 encoder."""
-    kwargs.setdefault("attention_stages", (1, 2, 3))
-    return _build("abanet_r34", **kwargs)
+@register_model(
+    family="abanet", encoder="resnet34", encoder_weights="torchvision", attention_stages=()
+)
+def basnet_r34(config: ModelConfig, **kwargs: Any) -> ABANet:
+    """BASNet baseline: ABANet without attention gates.
 
-
-@register_model("basnet_r34", "BASNet baseline: ABANet without attention gates", "abanet")
-def basnet_r34(**kwargs: object) -> ABANet:
-    """BASNet (Qin et al.): the same network with no attention gates."""
-    kwargs.setdefault("attention_stages", ())
-    return _build("basnet_r34", **kwargs)
+    BASNet (Qin et al.): the same network as ABANet with no attention gates.
+    """
+    return ABANet(config, **kwargs)

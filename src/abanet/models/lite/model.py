@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +31,7 @@ from abanet.models.pretrained import resolve_encoder_weights
 from abanet.models.registry import register_model
 
 # (end index in mobilenet_v2().features, channels): strides 2, 4, 8, 16, 32
-_MBV2_STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
+MBV2_STAGES = ((2, 16), (4, 24), (7, 32), (14, 96), (18, 320))
 
 
 class MobileNetV2Encoder(nn.Module):
@@ -39,7 +40,7 @@ class MobileNetV2Encoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = mobilenet_v2(weights=None).features[:18]
-        self.channels = tuple(c for _, c in _MBV2_STAGES)
+        self.channels = tuple(c for _, c in MBV2_STAGES)
 
     def load_torchvision_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Load the matching ``features.*`` part of a torchvision mobilenet_v2 state dict."""
@@ -53,7 +54,7 @@ class MobileNetV2Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats, start = [], 0
-        for end, _ in _MBV2_STAGES:
+        for end, _ in MBV2_STAGES:
             for i in range(start, end):
                 x = self.features[i](x)
             feats.append(x)
@@ -153,10 +154,11 @@ def _resize(logits: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     return F.interpolate(logits, size=ref.shape[-2:], mode="bilinear", align_corners=False)
 
 
-@register_model("abanet_lite", "ABANet-Lite: MobileNetV2, 2 gates, guided refinement", "lite")
-def abanet_lite(**kwargs: object) -> AbanetLite:
-    """The CPU/video member of the family (at most 1/20 of abanet_r34's FLOPs)."""
-    scale = float(kwargs.get("encoder_scale", 0.5))  # type: ignore[arg-type]
-    divisor = int(round(32 / scale))
-    config = ModelConfig(name="abanet_lite", kwargs=dict(kwargs), size_divisor=divisor)
-    return AbanetLite(config, **kwargs)  # type: ignore[arg-type]
+@register_model(family="lite", encoder="mobilenet_v2", encoder_weights="torchvision")
+def abanet_lite(config: ModelConfig, **kwargs: Any) -> AbanetLite:
+    """ABANet-Lite: MobileNetV2, 2 gates, guided refinement.
+
+    The CPU/video member of the family (at most 1/20 of abanet_r34's FLOPs).
+    """
+    config.size_divisor = int(round(32 / float(kwargs.get("encoder_scale", 0.5))))
+    return AbanetLite(config, **kwargs)

@@ -3,7 +3,9 @@ PSPNet) wrapped in abanet's contract: logits out, a list in training mode, size 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -78,16 +80,16 @@ class SmpModel(SegmentationModel):
         return self.net(x)
 
 
-def _make_builder(name: str, arch: str):
-    def build(**kwargs: object) -> SmpModel:
-        kwargs.setdefault("encoder_name", DEFAULT_ENCODER)
-        config = ModelConfig(name=name, kwargs=dict(kwargs), size_divisor=32)
-        return SmpModel(config, arch, **kwargs)  # type: ignore[arg-type]
+def _make_builder(name: str, arch: str, description: str) -> Callable[..., SmpModel]:
+    def build(config: ModelConfig, **kwargs: Any) -> SmpModel:
+        return SmpModel(config, arch, **kwargs)
 
     build.__name__ = name
-    build.__doc__ = f"{SMP_ARCHITECTURES[name][1]}; ``encoder_name`` picks any smp encoder."
+    build.__doc__ = f"{description}\n\n``encoder_name`` picks any smp encoder."
     return build
 
 
 for _name, (_arch, _desc) in SMP_ARCHITECTURES.items():
-    register_model(_name, _desc, "smp")(_make_builder(_name, _arch))
+    register_model(
+        family="smp", encoder=DEFAULT_ENCODER, encoder_weights="smp", encoder_name=DEFAULT_ENCODER
+    )(_make_builder(_name, _arch, _desc))
