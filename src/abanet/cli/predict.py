@@ -28,6 +28,12 @@ def predict(
     overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.jpg."),
     cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png (RGBA)."),
     json_out: bool = typer.Option(False, "--json", help="Also write <stem>.json (faces)."),
+    labelme: bool = typer.Option(
+        False, "--labelme", help="Also write <stem>.json for LabelMe (polygons labelled mask)."
+    ),
+    coco: Path = typer.Option(
+        None, "--coco", help="Also write one COCO instances file (RLE) of all masks here."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
     flip_tta: bool | None = typer.Option(
         None, "--tta/--no-tta", help="Average with the mirrored image (default: the model's)."
@@ -58,6 +64,8 @@ def predict(
         raise UsageError("give at least one image, folder or glob (or --samples)")
     check_inference_options(device, backend, None if whole_image else detector)
     check_out_dir(out)
+    if coco is not None and soft:
+        raise UsageError("--coco needs 0/255 masks: drop --soft")
     segmenter = Segmenter(
         model,
         device=device,
@@ -74,13 +82,14 @@ def predict(
             return it
         return track(it, total=total, description="segmenting", console=console)
 
-    extras = ("overlay", "cutout", "json")  # the flags of OUTPUT_WRITERS' kinds
+    extras = ("overlay", "cutout", "json", "labelme")  # the flags of OUTPUT_WRITERS' kinds
+    flags = (overlay, cutout, json_out, labelme)
     summary = predict_files(
         segmenter,
         paths,
         out,
         soft=soft,
-        extras=[k for k, on in zip(extras, (overlay, cutout, json_out), strict=True) if on],
+        extras=[k for k, on in zip(extras, flags, strict=True) if on],
         whole_image=whole_image,
         overwrite=overwrite,
         progress=progress,
@@ -97,6 +106,15 @@ def predict(
         from abanet.inference.profiling import profile_table
 
         console.print(profile_table(summary.profile), highlight=False, markup=False)
+    if coco is not None and not summary.interrupted and summary.masks:
+        from abanet.data.labelme_export import write_coco
+        from abanet.errors import OutputExistsError
+
+        try:
+            write_coco(summary.masks, coco, overwrite)
+            console.print(f"{coco}: COCO instances of {len(summary.masks)} images", highlight=False)
+        except OutputExistsError:
+            console.print(f"[yellow]{coco}: exists, skipped (use --overwrite to replace)[/yellow]")
     if summary.interrupted:
         console.print("interrupted: rerun the same command to do the rest", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -47,6 +47,7 @@ class PredictSummary:
     faces: int = 0
     masked_faces: int = 0
     no_face: list[Path] = field(default_factory=list)  # inputs where no face was found
+    masks: list[tuple[Path, Path]] = field(default_factory=list)  # (input, its mask file) pairs
     profile: dict[str, Any] = field(default_factory=dict)  # StageTimer.report of the run
     interrupted: bool = False  # stopped by Ctrl-C; the counts say what was done before
 
@@ -109,11 +110,14 @@ def gather_inputs(
 @dataclass(frozen=True)
 class OutputWriter:
     """One kind of output file: its name (the CLI flag), the file name after the stem, and how
-    it is encoded from the image, the result, the input's name and the ``soft`` option."""
+    it is encoded from the image, the result, the input's name and the ``soft`` option.
+    ``relative_name``: the name is given relative to the output file's folder (LabelMe's
+    ``imagePath``)."""
 
     name: str
     suffix: str
     encode: Callable[[np.ndarray, PhotoResult, str, bool], bytes]
+    relative_name: bool = False
 
 
 def json_record(name: str, result: PhotoResult) -> dict[str, Any]:
@@ -145,6 +149,12 @@ def _json_bytes(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -
     return (json.dumps(json_record(name, result), indent=1) + "\n").encode()
 
 
+def _labelme_json(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    from abanet.data.labelme_export import labelme_bytes
+
+    return labelme_bytes(result.mask, name)
+
+
 #: every kind of output ``predict_files`` can write; ``mask`` is always written
 OUTPUT_WRITERS: dict[str, OutputWriter] = {
     w.name: w
@@ -153,6 +163,7 @@ OUTPUT_WRITERS: dict[str, OutputWriter] = {
         OutputWriter("overlay", "_overlay.jpg", _overlay_jpg),
         OutputWriter("cutout", "_cutout.png", _cutout_png),
         OutputWriter("json", ".json", _json_bytes),
+        OutputWriter("labelme", ".json", _labelme_json, relative_name=True),
     )
 }
 
@@ -165,7 +176,14 @@ def output_paths(out_dir: Path, stem: Path, kinds: Iterable[str]) -> dict[str, P
         if kind not in OUTPUT_WRITERS:
             known = ", ".join(OUTPUT_WRITERS)
             raise AbanetError(f"unknown output kind {kind!r}; choose from {known}")
-    return {k: base.parent / f"{base.name}{OUTPUT_WRITERS[k].suffix}" for k in wanted}
+    paths = {k: base.parent / f"{base.name}{OUTPUT_WRITERS[k].suffix}" for k in wanted}
+    if len(set(paths.values())) < len(paths):
+        clash = [k for k in wanted if list(paths.values()).count(paths[k]) > 1]
+        raise AbanetError(
+            f"{' and '.join(clash)} outputs would both be written to {base.name}"
+            f"{OUTPUT_WRITERS[clash[0]].suffix}; choose one"
+        )
+    return paths
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=(0, 200, 255), alpha=0.45) -> np.ndarray:
@@ -201,7 +219,7 @@ def predict_files(
     workers: int | None = None,
 ) -> PredictSummary:
     """Segment every input and write ``OUT/<stem>.png`` plus the ``extras`` kinds of
-    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``).
+    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``, ``labelme``).
 
     Without ``overwrite`` an input whose outputs all exist is skipped, and one with only some
     (say ``--overlay`` added on a rerun) gets the missing ones; a file that appears meanwhile
@@ -230,6 +248,7 @@ def predict_files(
         missing = {k: p for k, p in paths.items() if overwrite or not p.exists()}
         if not missing:
             skip_existing(summary, paths["mask"], report)
+            summary.masks.append((job.path, paths["mask"]))
             continue
         todo.append((job, missing))
     if not todo:
@@ -291,6 +310,7 @@ def predict_files(
                 continue
             summary.faces += len(result.faces)
             summary.masked_faces += result.masked_faces
+            summary.masks.append((job.path, output_paths(out, job.stem, ())["mask"]))
             if result.no_face:
                 summary.no_face.append(job.path)
             if written:
@@ -348,7 +368,9 @@ def write_outputs(
     created exclusively unless ``overwrite``: one that appeared meanwhile is kept)."""
     written = []
     for kind, path in paths.items():
-        data = OUTPUT_WRITERS[kind].encode(image, result, name, soft)
+        writer = OUTPUT_WRITERS[kind]
+        own = os.path.relpath(Path(name).resolve(), path.parent.resolve())
+        data = writer.encode(image, result, own if writer.relative_name else name, soft)
         try:
             written.append(write_bytes_atomic(path, data, overwrite=overwrite))
         except OutputExistsError:
