@@ -25,3 +25,7 @@ class UsageError(AbanetError):
 
 class OutputExistsError(DataError):
     """An output file is already there and replacing it was not asked for."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than allowed (read from its header, before decoding)."""
