@@ -17,7 +17,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import struct
 import subprocess
 import sys

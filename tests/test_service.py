@@ -195,9 +195,10 @@ def test_token_guards_all_but_health_and_page() -> None:
 
 def test_cors_is_off_by_default_and_opt_in() -> None:
     origin = {"Origin": "https://elsewhere.example"}
-    assert "access-control-allow-origin" not in TestClient(make_app()).get(
-        "/health", headers=origin
-    ).headers
+    assert (
+        "access-control-allow-origin"
+        not in TestClient(make_app()).get("/health", headers=origin).headers
+    )
     opened = TestClient(make_app(cors_origins=["https://elsewhere.example"]))
     res = opened.get("/health", headers=origin)
     assert res.headers["access-control-allow-origin"] == "https://elsewhere.example"
@@ -220,7 +221,9 @@ def test_decoding_runs_off_the_event_loop(monkeypatch) -> None:
         return real(*args, **kwargs)
 
     monkeypatch.setattr(io, "read_image_bytes", spy)
-    res = TestClient(make_app()).post("/predict", files={"file": ("x.png", png_bytes(), "image/png")})
+    res = TestClient(make_app()).post(
+        "/predict", files={"file": ("x.png", png_bytes(), "image/png")}
+    )
     assert res.status_code == 200 and threads == ["worker"]
 
 

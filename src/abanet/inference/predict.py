@@ -190,10 +190,11 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(0, 200, 255), alpha=0.45
     """The image with the mask region tinted and its outline drawn."""
     import cv2
 
-    out = image.astype(np.float32)
     sel = mask > 0
-    out[sel] = out[sel] * (1 - alpha) + np.asarray(color, np.float32) * alpha
-    out = out.astype(np.uint8)
+    out = image.copy()  # only the mask's pixels are blended (a video frame's budget is short)
+    out[sel] = (image[sel] * np.float32(1 - alpha) + np.asarray(color, np.float32) * alpha).astype(
+        np.uint8
+    )
     contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     thickness = max(1, round(max(image.shape[:2]) / 300))
     cv2.drawContours(out, contours, -1, color, thickness)

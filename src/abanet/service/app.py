@@ -162,7 +162,9 @@ def add_writer_route(app: FastAPI, kind: str, run: Any) -> None:
             data = writer.encode(image, result, name, False)
             safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).stem)  # a header is latin-1
             disposition = f'attachment; filename="{safe}{writer.suffix}"'
-            return Response(data, media_type=media_type, headers={"Content-Disposition": disposition})
+            return Response(
+                data, media_type=media_type, headers={"Content-Disposition": disposition}
+            )
 
         return await run(file, whole_image, threshold, encode)
 

@@ -60,7 +60,9 @@ class Guard:
         path = scope.get("path", "")
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.token and path not in OPEN_PATHS and not self._authorised(headers):
-            await respond(send, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+            await respond(
+                send, 401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"}
+            )
             return
         limit = self.limits.max_upload_bytes
         declared = headers.get("content-length", "")
