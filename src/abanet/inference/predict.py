@@ -190,12 +190,15 @@ def overlay(image: np.ndarray, mask: np.ndarray, color=(0, 200, 255), alpha=0.45
     """The image with the mask region tinted and its outline drawn."""
     import cv2
 
-    sel = mask > 0
-    out = image.copy()  # only the mask's pixels are blended (a video frame's budget is short)
-    out[sel] = (image[sel] * np.float32(1 - alpha) + np.asarray(color, np.float32) * alpha).astype(
-        np.uint8
-    )
-    contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    sel = (mask > 0).astype(np.uint8)
+    out = image.copy()
+    x, y, w, h = cv2.boundingRect(sel)  # only the mask's box is blended (video frames are many)
+    if w and h:
+        roi, inside = out[y : y + h, x : x + w], sel[y : y + h, x : x + w] > 0
+        tint = np.empty_like(roi)
+        tint[:] = color
+        np.copyto(roi, cv2.addWeighted(roi, 1 - alpha, tint, alpha, 0), where=inside[..., None])
+    contours, _ = cv2.findContours(sel, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     thickness = max(1, round(max(image.shape[:2]) / 300))
     cv2.drawContours(out, contours, -1, color, thickness)
     return out

@@ -151,7 +151,7 @@ class VideoWriter:
         stream.width, stream.height = width, height
         even = width % 2 == 0 and height % 2 == 0
         stream.pix_fmt = "yuv420p" if even else "yuv444p"  # 4:2:0 needs even sizes
-        stream.options = {"crf": "18", "preset": "veryfast"}
+        stream.options = {"crf": "18", "preset": "superfast"}  # x264 at 1/2 the CPU of veryfast
         self._stream = stream
 
     def write(self, array: np.ndarray) -> None:
@@ -345,7 +345,7 @@ def segment_stream(
     encoder = threading.Thread(target=encode, name="abanet-video-encode", daemon=True)
     encoder.start()
     try:
-        for i, frame in enumerate(source.frames):
+        for i, frame in enumerate(timed(source.frames, timer)):
             mask, result = tracker(frame)
             tinted = None
             if overlay or show is not None:
@@ -382,6 +382,16 @@ def segment_stream(
     summary.detections = tracker.detections
     summary.profile = timer.report(summary.frames, summary.seconds)
     return summary
+
+
+def timed(frames: Iterator[np.ndarray], timer: StageTimer) -> Iterator[np.ndarray]:
+    """``frames`` with the time spent producing each counted as the ``decode`` stage."""
+    while True:
+        with timer.stage("decode"):
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
 
 
 def live_window(title: str) -> Callable[[np.ndarray], None] | None:
