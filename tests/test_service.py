@@ -240,3 +240,12 @@ def test_labelme_cutout_overlay_and_threshold(client: TestClient) -> None:
     mask = np.asarray(Image.open(io.BytesIO(base64.b64decode(rec["mask_png"]))))
     assert mask.shape == (30, 40) and mask[-1].min() == 255
     assert client.post("/predict?threshold=2", files=files).status_code == 422
+
+
+def test_page_is_served_and_self_contained(client: TestClient) -> None:
+    import re
+
+    res = client.get("/")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
+    assert 'id="files"' in res.text
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", res.text)  # no CDN
