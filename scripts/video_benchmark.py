@@ -1,9 +1,10 @@
 """Frames per second of ``abanet predict VIDEO --overlay`` on a generated 640x480 clip.
 
 The clip (``--frames`` frames at 25 frames/s, H.264) pans a 640x480 window over the shipped
-two-face sample photo, so the detector, the tracker and the model all work as on a real video. Prints the frames/s of the whole run (decode, track, segment, overlay, encode
-both videos), the CPU seconds the process used per frame (on a machine shared with other work
-``2 cores / cpu_ms_per_frame`` bounds what two free cores would give) and where the time went.
+two-face sample photo, so the detector, the tracker and the model all work as on a real video.
+Prints the frames/s of the whole run (decode, track, segment, overlay, encode both videos), the
+CPU time the process used per frame (on a machine shared with other work, ``2 cores /
+cpu_ms_per_frame`` bounds what two free cores would give) and where the time went.
 
     python scripts/video_benchmark.py --frames 250 [--detect-every 5] [--json out.json]
 """
