@@ -71,7 +71,8 @@ def predict(
         paths.append(str(default_samples_dir()))
     if not paths and camera is None:
         raise UsageError("give at least one image, folder, glob or video (or --samples, --camera)")
-    if "-" in paths and (len(paths) > 1 or camera is not None or overlay or cutout or json_out):
+    extra_outputs = overlay or cutout or json_out or labelme or coco is not None or frames
+    if "-" in paths and (len(paths) > 1 or camera is not None or extra_outputs):
         raise UsageError("- reads one image from stdin and writes its mask PNG to stdout only")
     check_inference_options(device, backend, None if whole_image else detector)
     check_out_dir(out)

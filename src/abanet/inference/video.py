@@ -163,9 +163,11 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Flush the encoder and publish the file."""
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
         try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            with open(self._tmp, "rb+") as fh:  # on disk before it gets its name
+                os.fsync(fh.fileno())
             return publish(self._tmp, self.target, self.overwrite)
         finally:
             Path(self._tmp).unlink(missing_ok=True)
@@ -321,13 +323,12 @@ def segment_stream(
             if failure:
                 continue
             try:
-                i, frame, mask, tinted = item
                 with timer.stage("encode"):
-                    write_frame(i, frame, mask, tinted)
+                    write_frame(*item)
             except BaseException as exc:  # reported by the main thread
                 failure.append(exc)
 
-    def write_frame(i: int, frame: np.ndarray, mask: np.ndarray, tinted: Any) -> None:
+    def write_frame(i: int, mask: np.ndarray, tinted: np.ndarray | None) -> None:
         if "frames" in paths:
             folder = paths["frames"]
             files = [(folder / f"{i:06d}.png", encode_image(mask * 255, ".png"))]
@@ -353,7 +354,7 @@ def segment_stream(
                     tinted = tint(frame, mask)
             if show is not None:
                 show(tinted)
-            todo.put((i, frame, mask, tinted if overlay else None))
+            todo.put((i, mask, tinted if overlay else None))
             summary.frames += 1
             summary.masked_frames += bool(mask.any())
             if failure:
