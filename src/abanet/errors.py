@@ -55,3 +55,7 @@ class PlacementError(AbanetError):
     def __init__(self, message: str, reason: str = "placement failed") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than allowed (read from its header, before decoding)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -14,7 +15,9 @@ def register(app: typer.Typer) -> None:
 
 
 def predict(
-    inputs: list[str] = typer.Argument(None, help="Image files, folders (recursive) or globs."),
+    inputs: list[str] = typer.Argument(
+        None, help="Images, folders (recursive), globs, video files, or - (stdin to stdout)."
+    ),
     out: Path = typer.Option(Path("abanet-out"), "-o", "--out", help="Output folder."),
     samples: bool = typer.Option(False, "--samples", help="Also segment the shipped samples."),
     model: str = typer.Option("default", "--model", "-m", help="Shipped name or weights path."),
@@ -30,7 +33,18 @@ def predict(
     overlay: bool = typer.Option(False, "--overlay", help="Also write <stem>_overlay.jpg."),
     cutout: bool = typer.Option(False, "--cutout", help="Also write <stem>_cutout.png (RGBA)."),
     json_out: bool = typer.Option(False, "--json", help="Also write <stem>.json (faces)."),
+    labelme: bool = typer.Option(
+        False, "--labelme", help="Also write <stem>.json for LabelMe (polygons labelled mask)."
+    ),
+    coco: Path = typer.Option(
+        None, "--coco", help="Also write one COCO instances file (RLE) of all masks here."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    frames: bool = typer.Option(False, "--frames", help="Videos: per-frame PNGs, not MP4s."),
+    camera: int = typer.Option(None, "--camera", min=0, help="Segment webcam N until Ctrl-C."),
+    detect_every: int = typer.Option(
+        5, "--detect-every", min=1, help="Videos: detect faces every N frames (track between)."
+    ),
     flip_tta: bool | None = typer.Option(
         None, "--tta/--no-tta", help="Average with the mirrored image (default: the model's)."
     ),
@@ -51,15 +65,21 @@ def predict(
     from abanet.errors import UsageError
     from abanet.inference.predict import predict_files
     from abanet.inference.segmenter import Segmenter, default_samples_dir
+    from abanet.inference.video import is_video_file
 
     console = Console(stderr=True, soft_wrap=True)
     paths = list(inputs or [])
     if samples:
         paths.append(str(default_samples_dir()))
-    if not paths:
-        raise UsageError("give at least one image, folder or glob (or --samples)")
+    if not paths and camera is None:
+        raise UsageError("give at least one image, folder, glob or video (or --samples, --camera)")
+    extra_outputs = overlay or cutout or json_out or labelme or coco is not None or frames
+    if "-" in paths and (len(paths) > 1 or camera is not None or extra_outputs):
+        raise UsageError("- reads one image from stdin and writes its mask PNG to stdout only")
     check_inference_options(device, backend, None if whole_image else detector)
     check_out_dir(out)
+    if coco is not None and soft:
+        raise UsageError("--coco needs 0/255 masks: drop --soft")
     segmenter = Segmenter(
         model,
         device=device,
@@ -71,18 +91,37 @@ def predict(
         fill_holes=fill_holes,
     )
 
+    if paths == ["-"]:
+        predict_stdin(segmenter, soft, whole_image)
+        return
+    videos = [Path(p) for p in paths if is_video_file(p) and Path(p).is_file()]
+    paths = [p for p in paths if not (is_video_file(p) and Path(p).is_file())]
+    streams_failed = False
+    if videos or camera is not None:
+        streams = {"overlay": overlay, "frames": frames, "overwrite": overwrite}
+        streams |= {"detect_every": detect_every, "whole_image": whole_image}
+        done = predict_streams(segmenter, videos, camera, out, console, quiet, **streams)
+        streams_failed = any(msg for _, _, msg in done)
+        if camera is None and any(s and s.interrupted for _, s, _ in done):
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if not paths:
+            if streams_failed:
+                raise typer.Exit(EXIT_FAILED)
+            return
+
     def progress(it, total):
         if quiet:
             return it
         return track(it, total=total, description="segmenting", console=console)
 
-    extras = ("overlay", "cutout", "json")  # the flags of OUTPUT_WRITERS' kinds
+    extras = ("overlay", "cutout", "json", "labelme")  # the flags of OUTPUT_WRITERS' kinds
+    flags = (overlay, cutout, json_out, labelme)
     summary = predict_files(
         segmenter,
         paths,
         out,
         soft=soft,
-        extras=[k for k, on in zip(extras, (overlay, cutout, json_out), strict=True) if on],
+        extras=[k for k, on in zip(extras, flags, strict=True) if on],
         whole_image=whole_image,
         overwrite=overwrite,
         progress=progress,
@@ -99,8 +138,100 @@ def predict(
         from abanet.inference.profiling import profile_table
 
         console.print(profile_table(summary.profile), highlight=False, markup=False)
+    if coco is not None and not summary.interrupted and summary.masks:
+        from abanet.data.labelme_export import write_coco
+        from abanet.errors import OutputExistsError
+
+        try:
+            write_coco(summary.masks, coco, overwrite)
+            console.print(f"{coco}: COCO instances of {len(summary.masks)} images", highlight=False)
+        except OutputExistsError:
+            console.print(f"[yellow]{coco}: exists, skipped (use --overwrite to replace)[/yellow]")
     if summary.interrupted:
         console.print("interrupted: rerun the same command to do the rest", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary.failed:
+    if summary.failed or streams_failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def predict_stdin(segmenter: Any, soft: bool, whole_image: bool) -> None:
+    """``abanet predict -``: one encoded image from stdin, its mask PNG to stdout."""
+    import sys
+
+    from abanet.data.io import read_image_bytes
+    from abanet.inference.predict import OUTPUT_WRITERS
+
+    image = read_image_bytes(sys.stdin.buffer.read(), "<stdin>")
+    result = segmenter.segment(image, whole_image=whole_image)
+    sys.stdout.buffer.write(OUTPUT_WRITERS["mask"].encode(image, result, "<stdin>", soft))
+    sys.stdout.buffer.flush()
+
+
+def predict_streams(
+    segmenter: Any,
+    videos: list[Path],
+    camera: int | None,
+    out: Path,
+    console: Any,
+    quiet: bool,
+    **options: Any,
+) -> list[tuple[Path, Any, str | None]]:
+    """Video files, then the webcam (``--camera``): segment, write, print one line each."""
+    from rich.progress import Progress
+
+    from abanet.inference.video import (
+        live_window,
+        open_camera,
+        predict_videos,
+        segment_stream,
+        video_outputs,
+    )
+
+    overlay, frames = options.pop("overlay"), options.pop("frames")
+    with Progress(console=console, disable=quiet, transient=True) as bar:
+
+        def progress(name: str, total: int):
+            task = bar.add_task(f"segmenting {name}", total=total or None)
+            return lambda n: bar.update(task, completed=n)
+
+        done = predict_videos(
+            segmenter,
+            videos,
+            out,
+            overlay=overlay,
+            frames=frames,
+            progress=progress,
+            report=lambda msg: console.print(f"[yellow]{msg}[/yellow]", highlight=False),
+            **options,
+        )
+        if camera is not None and not any(s and s.interrupted for _, s, _ in done):
+            source = open_camera(camera)
+            show = live_window(f"abanet: camera {camera} (q or Ctrl-C stops)")
+            paths = video_outputs(out, Path(f"camera{camera}"), overlay, frames)
+            console.print(
+                f"camera {camera}: {source.width}x{source.height} at {float(source.rate):.1f} "
+                f"frames/s -> {', '.join(str(p) for p in paths.values())}"
+                + ("" if show else " (no window: this OpenCV has no GUI)")
+                + "; Ctrl-C stops",
+                highlight=False,
+            )
+            summary = segment_stream(
+                segmenter,
+                source,
+                paths,
+                overlay=overlay,
+                show=show,
+                progress=progress(source.name, 0),
+                **options,
+            )
+            done.append((Path(source.name), summary, None))
+    for path, summary, _ in done:
+        if summary is not None:
+            console.print(
+                f"{path}: {summary.frames} frames, {summary.fps:.1f} frames/s, face detection on "
+                f"{summary.detections}, masks in {summary.masked_frames} -> "
+                f"{', '.join(str(p) for p in summary.written[:2])}"
+                + (" (stopped)" if summary.interrupted else ""),
+                highlight=False,
+            )
+    return done

@@ -43,12 +43,20 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, overwrite: boo
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        if overwrite:
-            os.replace(tmp, target)
-        else:
-            _publish_exclusive(tmp, target)
+        publish(tmp, target, overwrite)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def publish(tmp: str | os.PathLike[str], target: Path, overwrite: bool = False) -> Path:
+    """Give a finished temporary file (from :func:`atomic_temp`) the name ``target`` in one step:
+    replacing it with ``overwrite``, else only if no file has that name
+    (:class:`OutputExistsError`)."""
+    if overwrite:
+        os.replace(tmp, target)
+    else:
+        _publish_exclusive(str(tmp), target)
     return target
 
 

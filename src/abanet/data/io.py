@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from abanet.data.atomic import write_bytes_atomic  # also importable from here (faces.scenes)
-from abanet.errors import DataError, ImageReadError
+from abanet.errors import DataError, ImageReadError, ImageTooLargeError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -62,8 +63,11 @@ def _describe(exc: BaseException) -> str:
     return reason
 
 
-def _open_decoded(source: str | os.PathLike[str] | bytes, name: str) -> Image.Image:
-    """Open and fully decode an image; every failure becomes an ImageReadError naming ``name``."""
+def _open_decoded(
+    source: str | os.PathLike[str] | bytes, name: str, max_pixels: int | None = None
+) -> Image.Image:
+    """Open and fully decode an image; every failure becomes an ImageReadError naming ``name``.
+    An image of more than ``max_pixels`` pixels (by its header) is refused before decoding."""
     if isinstance(source, bytes | bytearray | memoryview):
         if len(source) == 0:
             raise ImageReadError(f"{name}: cannot read image (empty data)")
@@ -78,10 +82,18 @@ def _open_decoded(source: str | os.PathLike[str] | bytes, name: str) -> Image.Im
             raise ImageReadError(f"{name}: cannot read image (empty file)")
         fp = path
     try:
-        im = Image.open(fp)  # type: ignore[arg-type]
+        with warnings.catch_warnings():  # a large size is refused below, not merely warned about
+            if max_pixels is not None:
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(fp)  # type: ignore[arg-type]
+        if max_pixels is not None and im.width * im.height > max_pixels:
+            raise ImageTooLargeError(
+                f"{name}: image of {im.width}x{im.height} pixels is over the limit of"
+                f" {max_pixels} pixels"
+            )
         im.load()
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{name}: cannot read image (too many pixels)") from exc
+        raise ImageTooLargeError(f"{name}: cannot read image (too many pixels)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(f"{name}: cannot read image ({_describe(exc)})") from exc
     return im
@@ -150,9 +162,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return to_rgb(im, name)
 
 
-def read_image_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Like :func:`read_image` for encoded bytes (an upload); ``name`` is used in error messages."""
-    im = _exif_transpose(_open_decoded(data, name), name)
+def read_image_bytes(
+    data: bytes, name: str = "<bytes>", max_pixels: int | None = None
+) -> np.ndarray:
+    """Like :func:`read_image` for encoded bytes (an upload); ``name`` is used in error messages.
+    More than ``max_pixels`` pixels: :class:`ImageTooLargeError` from the header, not decoded."""
+    im = _exif_transpose(_open_decoded(data, name, max_pixels), name)
     return to_rgb(im, name)
 
 

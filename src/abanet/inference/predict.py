@@ -48,6 +48,7 @@ class PredictSummary:
     faces: int = 0
     masked_faces: int = 0
     no_face: list[Path] = field(default_factory=list)  # inputs where no face was found
+    masks: list[tuple[Path, Path]] = field(default_factory=list)  # (input, its mask file) pairs
     profile: dict[str, Any] = field(default_factory=dict)  # StageTimer.report of the run
     interrupted: bool = False  # stopped by Ctrl-C; the counts say what was done before
 
@@ -110,11 +111,14 @@ def gather_inputs(
 @dataclass(frozen=True)
 class OutputWriter:
     """One kind of output file: its name (the CLI flag), the file name after the stem, and how
-    it is encoded from the image, the result, the input's name and the ``soft`` option."""
+    it is encoded from the image, the result, the input's name and the ``soft`` option.
+    ``relative_name``: the name is given relative to the output file's folder (LabelMe's
+    ``imagePath``)."""
 
     name: str
     suffix: str
     encode: Callable[[np.ndarray, PhotoResult, str, bool], bytes]
+    relative_name: bool = False
 
 
 def json_record(name: str, result: PhotoResult) -> dict[str, Any]:
@@ -146,6 +150,12 @@ def _json_bytes(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -
     return (json.dumps(json_record(name, result), indent=1) + "\n").encode()
 
 
+def _labelme_json(image: np.ndarray, result: PhotoResult, name: str, soft: bool) -> bytes:
+    from abanet.data.labelme_export import labelme_bytes
+
+    return labelme_bytes(result.mask, name)
+
+
 #: every kind of output ``predict_files`` can write; ``mask`` is always written
 OUTPUT_WRITERS: dict[str, OutputWriter] = {
     w.name: w
@@ -154,6 +164,7 @@ OUTPUT_WRITERS: dict[str, OutputWriter] = {
         OutputWriter("overlay", "_overlay.jpg", _overlay_jpg),
         OutputWriter("cutout", "_cutout.png", _cutout_png),
         OutputWriter("json", ".json", _json_bytes),
+        OutputWriter("labelme", ".json", _labelme_json, relative_name=True),
     )
 }
 
@@ -166,18 +177,29 @@ def output_paths(out_dir: Path, stem: Path, kinds: Iterable[str]) -> dict[str, P
         if kind not in OUTPUT_WRITERS:
             known = ", ".join(OUTPUT_WRITERS)
             raise AbanetError(f"unknown output kind {kind!r}; choose from {known}")
-    return {k: base.parent / f"{base.name}{OUTPUT_WRITERS[k].suffix}" for k in wanted}
+    paths = {k: base.parent / f"{base.name}{OUTPUT_WRITERS[k].suffix}" for k in wanted}
+    if len(set(paths.values())) < len(paths):
+        clash = [k for k in wanted if list(paths.values()).count(paths[k]) > 1]
+        raise AbanetError(
+            f"{' and '.join(clash)} outputs would both be written to {base.name}"
+            f"{OUTPUT_WRITERS[clash[0]].suffix}; choose one"
+        )
+    return paths
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, color=(0, 200, 255), alpha=0.45) -> np.ndarray:
     """The image with the mask region tinted and its outline drawn."""
     import cv2
 
-    out = image.astype(np.float32)
-    sel = mask > 0
-    out[sel] = out[sel] * (1 - alpha) + np.asarray(color, np.float32) * alpha
-    out = out.astype(np.uint8)
-    contours, _ = cv2.findContours(sel.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    sel = (mask > 0).astype(np.uint8)
+    out = image.copy()
+    x, y, w, h = cv2.boundingRect(sel)  # only the mask's box is blended (video frames are many)
+    if w and h:
+        roi, inside = out[y : y + h, x : x + w], sel[y : y + h, x : x + w] > 0
+        tint = np.empty_like(roi)
+        tint[:] = color
+        np.copyto(roi, cv2.addWeighted(roi, 1 - alpha, tint, alpha, 0), where=inside[..., None])
+    contours, _ = cv2.findContours(sel, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     thickness = max(1, round(max(image.shape[:2]) / 300))
     cv2.drawContours(out, contours, -1, color, thickness)
     return out
@@ -202,7 +224,7 @@ def predict_files(
     workers: int | None = None,
 ) -> PredictSummary:
     """Segment every input and write ``OUT/<stem>.png`` plus the ``extras`` kinds of
-    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``).
+    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``, ``labelme``).
 
     Without ``overwrite`` an input whose outputs all exist is skipped, and one with only some
     (say ``--overlay`` added on a rerun) gets the missing ones; a file that appears meanwhile
@@ -231,6 +253,7 @@ def predict_files(
         missing = {k: p for k, p in paths.items() if overwrite or not p.exists()}
         if not missing:
             skip_existing(summary, paths["mask"], report)
+            summary.masks.append((job.path, paths["mask"]))
             continue
         todo.append((job, missing))
     if not todo:
@@ -292,6 +315,7 @@ def predict_files(
                 continue
             summary.faces += len(result.faces)
             summary.masked_faces += result.masked_faces
+            summary.masks.append((job.path, output_paths(out, job.stem, ())["mask"]))
             if result.no_face:
                 summary.no_face.append(job.path)
             if written:
@@ -349,7 +373,9 @@ def write_outputs(
     created exclusively unless ``overwrite``: one that appeared meanwhile is kept)."""
     written = []
     for kind, path in paths.items():
-        data = OUTPUT_WRITERS[kind].encode(image, result, name, soft)
+        writer = OUTPUT_WRITERS[kind]
+        own = os.path.relpath(Path(name).resolve(), path.parent.resolve())
+        data = writer.encode(image, result, own if writer.relative_name else name, soft)
         try:
             written.append(write_bytes_atomic(path, data, overwrite=overwrite))
         except OutputExistsError:
