@@ -70,6 +70,13 @@ class BlockSegmenter:
         return out
 
 
+def mouth_at(x: float, y: float) -> np.ndarray:
+    """Six BlazeFace-style landmarks whose mouth (point 3) is at ``(x, y)``."""
+    pts = np.zeros((6, 2), np.float32)
+    pts[3] = (x, y)
+    return pts
+
+
 def photo(h: int = 100, w: int = 200) -> np.ndarray:
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -137,7 +144,10 @@ def test_mask_polygons_rectangle_and_offset() -> None:
 
 def test_two_faces_paste_back_union_areas_polygons() -> None:
     img = photo()  # 100 x 200
-    faces = [Face((20, 20, 60, 60), 0.9), Face((170, 70, 210, 110), 0.8)]  # 2nd crosses borders
+    faces = [  # the 2nd crosses the borders; mouths inside the blocks: both masked
+        Face((20, 20, 60, 60), 0.9, mouth_at(40, 40)),
+        Face((170, 70, 210, 110), 0.8, mouth_at(190, 90)),
+    ]
     seg = BlockSegmenter()
     res = segment_photo(img, FakeDetector(faces), seg, threshold=0.5)
 
@@ -184,7 +194,11 @@ def test_overlapping_crops_take_the_maximum() -> None:
 
 def test_threshold_is_inclusive() -> None:
     img = photo()
-    faces = [Face((20, 20, 60, 60), 0.9), Face((120, 20, 160, 60), 0.9)]
+    # mouths in the middle of each block: the mask score is the block's 0.5
+    faces = [
+        Face((20, 20, 60, 60), 0.9, mouth_at(40, 40)),
+        Face((120, 20, 160, 60), 0.9, mouth_at(140, 40)),
+    ]
     res = segment_photo(img, FakeDetector(faces), BlockSegmenter(high=0.5), threshold=0.5)
     assert res.mask_area == 2 * 600
     assert all(f.masked for f in res.faces)  # mask score 0.5 reaches MIN_MASK_SCORE
@@ -194,7 +208,14 @@ def test_threshold_is_inclusive() -> None:
 
 
 def test_mask_score_by_hand() -> None:
-    p = np.zeros((10, 10), np.float32)
+    p = np.zeros((40, 40), np.float32)
+    p[20:30, 10:30] = 1.0
+    # around the mouth: a 10x10 window (0.25 x 40) centred there
+    assert mask_score(p, (20, 25)) == pytest.approx(1.0)
+    assert mask_score(p, (20, 20)) == pytest.approx(0.5)  # rows 15:25, half of them mask
+    assert mask_score(p, (20, 5)) == 0.0  # a blob away from the mouth does not count
+    assert mask_score(p, (100, 100)) == 0.0  # a mouth off the map
+    p = np.zeros((10, 10), np.float32)  # no face: the top 5 % of the map
     assert mask_score(p) == 0.0
     p[0, :5] = 1.0  # 5 of 100 pixels at 1: exactly the top 5 %
     assert mask_score(p) == pytest.approx(1.0)
@@ -204,7 +225,10 @@ def test_mask_score_by_hand() -> None:
 
 def test_bare_face_gets_an_empty_mask() -> None:
     img = photo()
-    faces = [Face((20, 20, 60, 60), 0.9), Face((120, 20, 160, 60), 0.8)]
+    faces = [
+        Face((20, 20, 60, 60), 0.9, mouth_at(40, 45)),
+        Face((120, 20, 160, 60), 0.8, mouth_at(140, 51)),
+    ]
 
     def seg(crops: list[np.ndarray]) -> list[np.ndarray]:
         masked = np.full((40, 40), 0.05, np.float32)
@@ -216,7 +240,8 @@ def test_bare_face_gets_an_empty_mask() -> None:
     res = segment_photo(img, FakeDetector(faces), seg)
     a, b = res.faces
     assert a.masked and a.mask_score == pytest.approx(0.95)
-    assert not b.masked and b.mask_score == pytest.approx((20 * 0.9 + 60 * 0.05) / 80)
+    # the bare face's window (rows 26:36, cols 15:25) holds the 20 stray pixels and 80 others
+    assert not b.masked and b.mask_score == pytest.approx((20 * 0.9 + 80 * 0.05) / 100)
     assert b.mask_area == 0 and b.polygons == [] and not res.mask[20:60, 120:160].any()
     assert res.prob[20:60, 120:160].max() == 0.0  # soft output is empty too
     assert res.mask_area == a.mask_area == 600 and res.masked_faces == 1
@@ -297,7 +322,8 @@ def test_no_face_no_paint() -> None:
 def test_face_crop_recognised_in_the_padded_view() -> None:
     img = photo(100, 100)
     # in the 200x200 canvas (pad 50) the face sits at (55, 50)-(145, 150): image (5, 0)-(95, 100)
-    det = FakeDetector([Face((40, 40, 60, 60), 0.6)], context=[Face((55, 50, 145, 150), 0.7)])
+    context = [Face((55, 50, 145, 150), 0.7, mouth_at(70, 70))]  # mouth at (20, 20) in the image
+    det = FakeDetector([Face((40, 40, 60, 60), 0.6)], context=context)
     seg = BlockSegmenter()
     res = segment_photo(img, det, seg)
     assert res.whole_image and det.calls == 0  # a face crop: no tiled look at the photo
@@ -307,7 +333,7 @@ def test_face_crop_recognised_in_the_padded_view() -> None:
 
 def test_single_big_face_segments_whole_image() -> None:
     img = photo(100, 100)
-    face = Face((10, 5, 90, 95), 0.99)  # default rule: side 90 -> clipped crop covers 81 %
+    face = Face((10, 5, 90, 95), 0.99, mouth_at(20, 20))  # side 90: clipped crop covers 81 %
     assert is_face_crop([face], 100, 100)
     seg = BlockSegmenter()
     res = segment_photo(img, FakeDetector([face]), seg)

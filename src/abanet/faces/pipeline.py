@@ -55,7 +55,11 @@ SegmentCrops = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 WHOLE_IMAGE_COVER = 0.6
 #: a face box (unclipped) at least this fraction of the image area -> the image is a face crop
 FACE_BOX_COVER = 0.5
-#: a face's mask score is the mean probability of the top ``MASK_SCORE_TOP`` share of its crop
+#: a face's mask score is the mean probability in a square around its mouth, of this side
+#: (a fraction of the crop's side); without a face, of the top ``MASK_SCORE_TOP`` of the map
+MOUTH_WINDOW = 0.25
+#: where the mouth sits in a crop when the detector gives no landmarks (MFSD framing)
+DEFAULT_MOUTH = (0.5, 0.78)
 MASK_SCORE_TOP = 0.05
 #: a face whose mask score is below this has no mask: its map is emptied
 MIN_MASK_SCORE = 0.5
@@ -166,7 +170,7 @@ class FaceResult:
     polygons: list[list[list[int]]] = field(default_factory=list)
     landmarks: np.ndarray | None = None
     source: str | None = None
-    mask_score: float = 0.0  # mean of the crop's top 5 % probabilities (see mask_score())
+    mask_score: float = 0.0  # mean probability around the mouth (see mask_score())
     extended: bool = False  # re-segmented in a larger crop because the mask reached its edge
 
     @property
@@ -288,13 +292,41 @@ def _crop_inside(face: Face, detector: FaceDetector | None, width: int, height: 
     return x2 > x1 and y2 > y1
 
 
-def mask_score(prob: np.ndarray, top: float = MASK_SCORE_TOP) -> float:
-    """How sure the model is that a crop holds a mask: the mean of its top ``top`` probabilities.
+def mouth_point(face: Face, box: Sequence[int]) -> tuple[float, float]:
+    """The face's mouth in crop ``box`` pixels: a landmark when the detector gives one
+    (BlazeFace: point 3; MTCNN: the mean of the mouth corners), else :data:`DEFAULT_MOUTH`."""
+    pts = face.landmarks
+    side = box[2] - box[0]
+    if pts is not None and len(pts) == 6:
+        x, y = float(pts[3][0]), float(pts[3][1])
+    elif pts is not None and len(pts) == 5:
+        x, y = float(pts[3:5, 0].mean()), float(pts[3:5, 1].mean())
+    else:
+        return (DEFAULT_MOUTH[0] * side, DEFAULT_MOUTH[1] * (box[3] - box[1]))
+    return (x - box[0], y - box[1])
 
-    A masked face's mask covers 15-50 % of its crop, so its top 5 % are near 1; a bare face, a
-    shoulder or a wall gives at most a few stray pixels (docs/faces.md has the calibration).
+
+def mask_score(
+    prob: np.ndarray, mouth: tuple[float, float] | None = None, top: float = MASK_SCORE_TOP
+) -> float:
+    """How sure the model is that a face wears a mask: the mean probability around its mouth.
+
+    A mask covers the mouth; a bare face's lips, a dark collar below a chin or a shoulder under a
+    false face box do not reach it (docs/faces.md). ``mouth`` ``(x, y)`` in ``prob`` pixels; the
+    window is a square of :data:`MOUTH_WINDOW` x the map's longer side, clipped to the map.
+    Without ``mouth`` (an image segmented whole: a face crop): the mean of the top ``top`` share
+    of the probabilities (a mask fills 15-50 % of a face crop).
     """
-    flat = np.asarray(prob, np.float32).ravel()
+    prob = np.asarray(prob, np.float32)
+    if mouth is not None and prob.size:
+        h, w = prob.shape[:2]
+        half = max(1.0, MOUTH_WINDOW * max(h, w) / 2)
+        x1, x2 = int(max(0, round(mouth[0] - half))), int(min(w, round(mouth[0] + half)))
+        y1, y2 = int(max(0, round(mouth[1] - half))), int(min(h, round(mouth[1] + half)))
+        if x2 > x1 and y2 > y1:
+            return float(prob[y1:y2, x1:x2].mean())
+        return 0.0
+    flat = prob.ravel()
     if not flat.size:
         return 0.0
     k = max(1, round(top * flat.size))
@@ -370,7 +402,7 @@ def extension_boxes(
         x1, y1, x2, y2 = box
         side = x2 - x1
         own = np.asarray(p) >= threshold
-        if mask_score(p) < MIN_MASK_SCORE:
+        if mask_score(p, mouth_point(plan.faces[i], box)) < MIN_MASK_SCORE:
             continue
         edges = (
             (y2 < h, own[-1, :]),  # bottom
@@ -406,6 +438,8 @@ def finish_photo(
         return PhotoResult(zeros, zeros.astype(np.uint8), [], float(threshold), False, True)
     if plan.boxes is None:
         prob = probs[0]
+        # a face crop: the model saw the whole face, but the padded look's box (and mouth) can be
+        # far off in a tight crop, so the score is the map's top 5 % here
         score = mask_score(prob)
         if score < MIN_MASK_SCORE:
             prob = np.zeros_like(prob)
@@ -431,7 +465,7 @@ def finish_photo(
     full = np.zeros((h, w), np.float32)
     results = []
     for i, (face, box, p) in enumerate(zip(plan.faces, plan.boxes, probs, strict=True)):
-        score = mask_score(p)
+        score = mask_score(p, mouth_point(face, box))
         own_map = np.zeros((h, w), np.float32)
         cx1, cy1, cx2, cy2 = clip_box(box, w, h)
         if score >= MIN_MASK_SCORE:
