@@ -6,10 +6,10 @@ processes and the CLI do not pay for torch until they need it).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from abanet.errors import AbanetError, DataError, ModelError
+from abanet.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -46,7 +46,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'abanet' has no attribute {name!r}")
+__getattr__ = lazy_getattr("abanet", _LAZY)
