@@ -209,8 +209,9 @@ def test_evaluate_bare_counts_painted_crops(tmp_path):
 
     @dataclass
     class _Judged(_Result):
-        def to_json(self) -> dict:
-            return {"masked": bool(self.mask.any())}
+        @property
+        def mask_score(self) -> float:
+            return 1.0 if self.mask.any() else 0.0
 
     calls = []
 

@@ -225,7 +225,9 @@ class BlazeFaceDetector(FaceDetector):
         points = (pts[:, 2:] + anchors[:, None, :]) * side
         return boxes, scores, points
 
-    def _views(self, image: np.ndarray) -> list[tuple[np.ndarray, int, int, tuple[bool, ...]]]:
+    def _views(
+        self, image: np.ndarray, tiled: bool = True
+    ) -> list[tuple[np.ndarray, int, int, tuple[bool, ...]]]:
         """Square views ``(pixels, x0, y0, inner_edges)``: the letterboxed photo, then tiles.
 
         ``inner_edges`` (left, top, right, bottom) says which view edges lie inside the photo.
@@ -235,7 +237,7 @@ class BlazeFaceDetector(FaceDetector):
         pad = ((0, side - h), (0, side - w), (0, 0))
         whole = np.pad(image, pad, constant_values=128) if side != h or side != w else image
         views = [(whole, 0, 0, (False,) * 4)]
-        for grid, frac in self.tilings:
+        for grid, frac in self.tilings if tiled else ():
             tw, th = max(1, round(frac * w)), max(1, round(frac * h))
             steps = [i / (grid - 1) for i in range(grid)] if grid > 1 else [0.5]
             for fy in steps:
@@ -257,8 +259,7 @@ class BlazeFaceDetector(FaceDetector):
         self, image_rgb: np.ndarray, threshold: float | None = None, tiled: bool = True
     ) -> list[Face]:
         all_boxes, all_scores, all_points = [], [], []
-        views = self._views(image_rgb) if tiled else self._views(image_rgb)[:1]
-        for view, x0, y0, inner in views:
+        for view, x0, y0, inner in self._views(image_rgb, tiled):
             boxes, scores, points = self._run_view(view, threshold)
             if not len(scores):
                 continue

@@ -24,11 +24,16 @@ square, so the segmenter sees the face undistorted); only the part inside the im
 back.
 
 Whole-image rule: the image is segmented as one piece (no crop) when ``whole_image=True``, when
-no detector is given, when no face is found, or when a face is found whose crop, clipped to the
-image, covers at least ``WHOLE_IMAGE_COVER`` (60 %) of the image area, i.e. the photo is already
-a face crop (other, smaller detections in it are then spurious); or when a face box, unclipped,
-is at least ``FACE_BOX_COVER`` (50 %) of the image area (on tight crops detectors return boxes as
-large as the image, often partly off-frame).
+no detector is given, or when a face is found (first in the image padded with grey, then in the
+image) whose crop, clipped to the image, covers at least ``WHOLE_IMAGE_COVER`` (60 %) of the
+image area, i.e. the photo is already a face crop (other, smaller detections in it are then
+spurious); or when a face box, unclipped, is at least ``FACE_BOX_COVER`` (50 %) of the image area
+(on tight crops detectors return boxes as large as the image, often partly off-frame). When no
+face is found at all, nothing is segmented and the mask is empty (``PhotoPlan.no_face``).
+
+Per face, the mask score (:func:`mask_score`, read around the mouth) decides whether it wears a
+mask; a bare face's map is emptied. A mask reaching its crop's edge is segmented again in a
+larger crop (:func:`extension_boxes`). docs/faces.md has the measurements.
 
 Paste-back: each crop's probability map is written into a full-resolution map with ``max``, so
 overlapping faces form a union. ``mask = prob >= threshold``. Per face, ``mask_area`` and
@@ -416,6 +421,21 @@ def extension_boxes(
     return out
 
 
+def _paste(
+    dst: np.ndarray,
+    prob: np.ndarray,
+    box: Sequence[int],
+    clipped: Sequence[int],
+    origin: tuple[int, int],
+) -> None:
+    """Write the part of crop map ``prob`` (crop ``box``) inside ``clipped`` into ``dst``, whose
+    top-left pixel is image pixel ``origin``."""
+    x1, y1, x2, y2 = clipped
+    dst[y1 - origin[1] : y2 - origin[1], x1 - origin[0] : x2 - origin[0]] = prob[
+        y1 - box[1] : y2 - box[1], x1 - box[0] : x2 - box[0]
+    ]
+
+
 def finish_photo(
     plan: PhotoPlan,
     probs: Sequence[np.ndarray],
@@ -466,20 +486,20 @@ def finish_photo(
     results = []
     for i, (face, box, p) in enumerate(zip(plan.faces, plan.boxes, probs, strict=True)):
         score = mask_score(p, mouth_point(face, box))
-        own_map = np.zeros((h, w), np.float32)
-        cx1, cy1, cx2, cy2 = clip_box(box, w, h)
+        crop = clip_box(box, w, h)
+        ext = extensions.get(i) if score >= MIN_MASK_SCORE else None
+        # this face's map over its clipped crop, or over crop + larger crop when extended
+        rx1, ry1, rx2, ry2 = crop
+        if ext is not None:
+            ex1, ey1, ex2, ey2 = clip_box(ext[0], w, h)
+            rx1, ry1, rx2, ry2 = min(rx1, ex1), min(ry1, ey1), max(rx2, ex2), max(ry2, ey2)
+        own_map = np.zeros((ry2 - ry1, rx2 - rx1), np.float32)
         if score >= MIN_MASK_SCORE:
-            own_map[cy1:cy2, cx1:cx2] = p[cy1 - box[1] : cy2 - box[1], cx1 - box[0] : cx2 - box[0]]
-            if i in extensions:
-                ebox, ep = extensions[i]
-                ex1, ey1, ex2, ey2 = clip_box(ebox, w, h)
-                part = ep[ey1 - ebox[1] : ey2 - ebox[1], ex1 - ebox[0] : ex2 - ebox[0]].copy()
-                # inside the first crop the first map stands; the extension fills the rest
-                ix1, iy1, ix2, iy2 = max(cx1, ex1), max(cy1, ey1), min(cx2, ex2), min(cy2, ey2)
-                if ix2 > ix1 and iy2 > iy1:
-                    part[iy1 - ey1 : iy2 - ey1, ix1 - ex1 : ix2 - ex1] = own_map[iy1:iy2, ix1:ix2]
-                own_map[ey1:ey2, ex1:ex2] = part
-        np.maximum(full, own_map, out=full)
+            if ext is not None:  # the larger crop first; inside the first crop its map stands
+                _paste(own_map, ext[1], ext[0], (ex1, ey1, ex2, ey2), (rx1, ry1))
+            _paste(own_map, p, box, crop, (rx1, ry1))
+        region = full[ry1:ry2, rx1:rx2]
+        np.maximum(region, own_map, out=region)
         own = (own_map >= threshold).astype(np.uint8)
         results.append(
             FaceResult(
@@ -487,11 +507,11 @@ def finish_photo(
                 face.score,
                 box,
                 int(own.sum()),
-                mask_polygons(own, polygon_epsilon),
+                mask_polygons(own, polygon_epsilon, (rx1, ry1)),
                 face.landmarks,
                 face.source,
                 score,
-                i in extensions and score >= MIN_MASK_SCORE,
+                ext is not None,
             )
         )
     best = max((r.mask_score for r in results), default=0.0)

@@ -777,6 +777,14 @@ def write_csv(
     write_bytes_atomic(path, buf.getvalue().encode(), overwrite=overwrite)
 
 
+def _judged_masked(result: Any) -> bool:
+    """Whether the pipeline judged the image masked (its ``mask_score``; results without one:
+    yes)."""
+    from abanet.faces.pipeline import MIN_MASK_SCORE
+
+    return bool(getattr(result, "mask_score", 1.0) >= MIN_MASK_SCORE)
+
+
 def evaluate_crops(
     segment: SegmentFn,
     crops_dir: str | os.PathLike[str],
@@ -800,7 +808,7 @@ def evaluate_crops(
         ious.append(_iou(np.asarray(result.mask).astype(bool), gt))
         whole += bool(getattr(result, "whole_image", False))
         faces += len(result.faces)
-        judged += bool(getattr(result, "mask_score", 1.0) >= 0.5)
+        judged += _judged_masked(result)
     return {
         "crops": len(pairs),
         "iou": float(np.mean(ious)),
@@ -831,7 +839,7 @@ def evaluate_bare(
     for f in files:
         result = segment(read_image(f))
         shares.append(float(np.asarray(result.mask).astype(bool).mean()))
-        masked += bool(result.to_json().get("masked", False))
+        masked += _judged_masked(result)
     arr = np.asarray(shares)
     return {
         "faces": len(files),
