@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_every_preset_is_listed_and_builds_valid_configs(tmp_path: Path) -> None:
     assert list_experiments() == PRESETS
     for name in PRESETS:
-        for scale in ("smoke", "full"):
+        for scale in ("smoke", "medium", "full"):
             spec = load_preset(name, scale)
             assert spec.runs
             for run in spec.runs:
@@ -36,6 +36,12 @@ def test_every_preset_is_listed_and_builds_valid_configs(tmp_path: Path) -> None
                     assert cfg["trainer"]["max_steps"] <= 2
                     assert cfg["model"]["name"] not in SMOKE_SUBSTITUTES
                     assert cfg["model"]["encoder_weights"] is None
+                elif scale == "medium":
+                    # a real ranking on a CPU: lite models, ImageNet encoders that install offline
+                    assert cfg["trainer"]["max_steps"] == 300 and cfg["input_size"] <= 256
+                    assert cfg["model"]["name"] not in SMOKE_SUBSTITUTES
+                    assert cfg["model"]["kwargs"].get("encoder_name") in (None, "mobilenet_v2")
+                    assert cfg["model"]["encoder_weights"] == "imagenet"
                 else:
                     assert cfg["batch_size"] == 8 and cfg["optim"]["lr"] == pytest.approx(1e-4)
 
@@ -79,6 +85,11 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
     smoke2 = cfgs("table2", "smoke")
     assert len(smoke2) == 8
     assert {c["model"]["kwargs"].get("encoder_name") for c in smoke2.values()} == {"resnet18", None}
+    # medium: one row per architecture (encoder rows collapse to MobileNetV2), lite stand-ins
+    medium2 = cfgs("table2", "medium")
+    assert len(medium2) == 8 and "Unet (VGG19)" not in medium2
+    assert medium2["BASNet"]["model"]["kwargs"]["attention_stages"] == []
+    assert [c["input_size"] for c in cfgs("table7", "medium").values()] == [64, 128, 256]
     # substitution can be turned off: the real architecture at its smallest smoke size
     real = cfgs("table5", "smoke", substitute=False)
     assert {c["model"]["name"] for c in real.values()} == {"abanet_r34"}

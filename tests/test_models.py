@@ -223,6 +223,9 @@ def test_lite_imagenet_weights_install_offline() -> None:
     key = "features.3.conv.0.0.weight"
     assert torch.equal(model.encoder.state_dict()[key], reference[key])
     assert mobilenet_v2().features[3] is not None
+    # smp baselines take the same offline file (smp's MobileNetV2 encoder returns no key report)
+    unet = abanet.create_model("unet", encoder_name="mobilenet_v2", encoder_weights="imagenet")
+    assert torch.equal(unet.net.encoder.state_dict()[key], reference[key])
 
 
 def test_attention_gate_keeps_shape_and_zero_gate_zeroes_skip() -> None:

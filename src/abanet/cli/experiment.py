@@ -22,7 +22,11 @@ def experiment(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Experiment folder (default runs/experiments/PRESET-SCALE)."
     ),
-    scale: str = typer.Option("smoke", "--scale", help="smoke (minutes on a CPU) or full (paper)."),
+    scale: str = typer.Option(
+        "smoke",
+        "--scale",
+        help="smoke (pipeline check), medium (a real ranking on a CPU in ~1 h) or full (paper).",
+    ),
     trials: int | None = typer.Option(
         None, "--trials", help="Trials per row (new seed and split)."
     ),
@@ -33,7 +37,7 @@ def experiment(
     substitute: bool = typer.Option(
         True,
         "--substitute/--no-substitute",
-        help="At smoke scale, run abanet_lite in place of abanet_r34/basnet_r34.",
+        help="At smoke/medium scale, run abanet_lite in place of abanet_r34/basnet_r34.",
     ),
     device: str = typer.Option("auto", "--device", help="Evaluation device (auto, cpu, cuda)."),
     list_only: bool = typer.Option(False, "--list", help="List the runs and exit."),

@@ -66,12 +66,16 @@ class SmpModel(SegmentationModel):
         else:
             weights = resolve_encoder_weights(encoder_name, spec) or {}
         weights = {k: v for k, v in weights.items() if not k.startswith(("fc.", "classifier."))}
-        missing, unexpected = self.net.encoder.load_state_dict(weights, strict=False)
-        if unexpected or len(missing) == len(self.net.encoder.state_dict()):
+        own = self.net.encoder.state_dict()
+        # some smp encoders override load_state_dict and return None: compare the keys here
+        missing = [k for k in own if k not in weights]
+        unexpected = [k for k in weights if k not in own]
+        if unexpected or len(missing) == len(own):
             raise ModelError(
                 f"{self.config.name}: encoder weights do not fit {encoder_name} "
                 f"({len(unexpected)} unexpected, {len(missing)} missing keys)"
             )
+        self.net.encoder.load_state_dict(weights, strict=False)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.net(x)]
