@@ -62,7 +62,8 @@ class SegmentationModule(L.LightningModule):
 
     The training step is batched (the loss handles every deep-supervision output in one pass);
     validation runs the model in eval mode (main output) and logs ``val/iou`` etc.: per-image
-    scores at the training input size, averaged over images (the paper's protocol).
+    scores at the training input size, averaged over images (the paper's protocol), over the
+    images of every process in distributed training.
     """
 
     def __init__(self, model: SegmentationModel, cfg: Mapping[str, Any]) -> None:

@@ -9,6 +9,9 @@ A run folder holds::
     csv/version_N/metrics.csv, tb/version_N/   CSV and TensorBoard logs
     model/             the best model: model.safetensors + config.json (``abanet.load_model``)
     result.json        paths, best score, steps, timing
+
+In distributed training (``trainer.devices`` x ``trainer.num_nodes`` processes) every process runs
+this function; process 0 alone writes these files (see docs/training.md, "Many GPUs, many nodes").
 """
 
 from __future__ import annotations
