@@ -222,8 +222,6 @@ def train(
 
     _quiet_lightning()
     cfg = resolve_config(config, overrides)
-    check_accelerator(str(cfg["trainer"]["accelerator"]))
-    check_precision(str(cfg["trainer"]["precision"]), str(cfg["trainer"]["accelerator"]))
     named_run = bool(cfg["out"])
     run_dir = Path(cfg["out"]) if cfg["out"] else default_run_dir(cfg)
     ckpt_dir = run_dir / CHECKPOINT_DIR
@@ -241,6 +239,8 @@ def train(
             "choose another out"
         )
     cfg["out"] = str(run_dir)
+    check_accelerator(str(cfg["trainer"]["accelerator"]))
+    check_precision(str(cfg["trainer"]["precision"]), str(cfg["trainer"]["accelerator"]))
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
