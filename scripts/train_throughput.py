@@ -2,7 +2,8 @@
 
     python scripts/train_throughput.py [--models abanet_r34 abanet_lite] [--size 256] [--batch 8]
         [--steps 3] [--naive-steps N] [--warmup 1] [--threads N] [--settings naive fp32-cl ...]
-        [--model-batch abanet_r34=4] [--model-settings abanet_r34=naive,fp32-cl] [--json FILE]
+        [--model-batch abanet_r34=4] [--model-settings abanet_r34=naive,fp32-cl] [--rounds R]
+        [--json FILE]
 
 For each model it times whole optimisation steps (forward with every deep-supervision output,
 the paper's focal+SSIM+IoU loss, backward, Adam update) on random tensors, so data loading is not
@@ -14,7 +15,9 @@ counted, in these configurations:
 - ``bf16 bB cl``: bf16 autocast (Lightning's ``bf16-mixed``), batch B, channels-last.
 
 All configurations run in the same process, one after another, and the table reports images per
-second and the speed-up over ``naive``. The machine's load average is printed with the results:
+second and the speed-up over ``naive``. With ``--rounds R`` each model's settings are timed R
+times, interleaved (a, b, a, b, ...), and the table gives the median and the range, so that a
+change of load hits every setting alike. The machine's load average is printed with the results:
 timings on a shared CPU are only comparable within one run.
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -116,6 +120,7 @@ def main() -> None:
         default=[],
         help="per-model batch size, e.g. abanet_r34=4 (memory)",
     )
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved repeats (median)")
     ap.add_argument("--json", default=None, help="also write the results as JSON")
     args = ap.parse_args()
     if args.threads:
@@ -128,15 +133,20 @@ def main() -> None:
     }
     per_batch = {k: int(v) for k, v in _pairs(args.model_batch, "--model-batch").items()}
     for model_name in args.models:
-        base = None
         wanted = per_settings.get(model_name, args.settings)
-        for s in settings(per_batch.get(model_name, args.batch)):
-            if s.key not in wanted:
-                continue
-            steps = args.naive_steps if (s.batch == 1 and args.naive_steps) else args.steps
-            if s.batch == 1 and not args.naive_steps:
-                steps = args.steps * per_batch.get(model_name, args.batch)  # as many images
-            ips = time_steps(model_name, s, args.size, steps, args.warmup)
+        chosen = [s for s in settings(per_batch.get(model_name, args.batch)) if s.key in wanted]
+        runs: dict[str, list[float]] = {s.key: [] for s in chosen}
+        for _ in range(max(1, args.rounds)):
+            for s in chosen:
+                steps = args.naive_steps if (s.batch == 1 and args.naive_steps) else args.steps
+                if s.batch == 1 and not args.naive_steps:
+                    steps = args.steps * per_batch.get(model_name, args.batch)  # as many images
+                ips = time_steps(model_name, s, args.size, steps, args.warmup)
+                runs[s.key].append(ips)
+                print(f"{model_name:12s} {s.name:32s} {ips:8.3f} img/s", flush=True)
+        base = None
+        for s in chosen:
+            ips = statistics.median(runs[s.key])
             if base is None and s.batch == 1:
                 base = ips
             rows.append(
@@ -144,10 +154,10 @@ def main() -> None:
                     "model": model_name,
                     "setting": s.name,
                     "images_per_s": ips,
+                    "runs": runs[s.key],
                     "speedup": ips / base if base else None,
                 }
             )
-            print(f"{model_name:12s} {s.name:32s} {ips:8.3f} img/s", flush=True)
     load_after = os.getloadavg()
 
     print()
@@ -157,11 +167,12 @@ def main() -> None:
         f"{load_after[0]:.2f} (1-minute)"
     )
     print()
-    print("| model | setting | images/s | speed-up vs naive |")
-    print("|---|---|---|---|")
+    print("| model | setting | images/s (median) | range | speed-up vs naive |")
+    print("|---|---|---|---|---|")
     for r in rows:
         sp = f"{r['speedup']:.2f}x" if r["speedup"] else "-"
-        print(f"| {r['model']} | {r['setting']} | {r['images_per_s']:.3f} | {sp} |")
+        span = f"{min(r['runs']):.3f}-{max(r['runs']):.3f}"
+        print(f"| {r['model']} | {r['setting']} | {r['images_per_s']:.3f} | {span} | {sp} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(

@@ -42,8 +42,11 @@ def write_rgb(path: Path, size: tuple[int, int] = (48, 40), seed: int = 0) -> Pa
     return path
 
 
-def ellipse_dataset(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
-    """``n`` images with a drawn blue ellipse (the mask) on noise, in images/ + masks/."""
+def ellipse_dataset(
+    root: Path, n: int = 12, size: int = 64, seed: int = 0, vary: bool = False
+) -> Path:
+    """``n`` images with a drawn blue ellipse (the mask) on noise, in images/ + masks/; 28x20 px,
+    or with ``vary`` a random size per image (so that masks cover different areas)."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
@@ -51,7 +54,8 @@ def ellipse_dataset(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> P
         img = (rng.random((size, size, 3)) * 60 + 80).astype(np.uint8)
         m = Image.new("L", (size, size), 0)
         cx, cy = rng.integers(size // 3, 2 * size // 3, 2)
-        ImageDraw.Draw(m).ellipse([cx - 14, cy - 10, cx + 14, cy + 10], fill=255)
+        rx, ry = rng.integers(4, size // 3, 2) if vary else (14, 10)
+        ImageDraw.Draw(m).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=255)
         img[np.asarray(m) > 127] = (30, 30, 200)
         Image.fromarray(img).save(root / "images" / f"img{i:02d}.png")
         m.save(root / "masks" / f"img{i:02d}.png")

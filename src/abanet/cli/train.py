@@ -49,6 +49,8 @@ def train(
     result = run_training(
         config, items, resume=resume, command=shlex.join(["abanet", *sys.argv[1:]])
     )
+    if result.global_rank:  # distributed training: process 0 reports
+        return
     best = f"{result.best_score:.4f}" if result.best_score is not None else "n/a"
     typer.echo(f"run: {result.run_dir}")
     typer.echo(f"steps: {result.global_step}, epochs: {result.epochs}, {result.seconds:.0f} s")

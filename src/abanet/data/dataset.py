@@ -21,6 +21,8 @@ from abanet.data.transforms import (
 )
 from abanet.errors import DataError
 
+_STREAM_STRIDE = 1_000_003  # seed distance between augmentation streams (a prime)
+
 
 class SegmentationDataset(Dataset):
     """Items are ``dict(image=float32 3xSxS normalised, mask=float32 1xSxS in {0,1}, name=str)``.
@@ -32,6 +34,8 @@ class SegmentationDataset(Dataset):
     Call :meth:`preload` to decode everything up front (before DataLoader workers fork, so they
     share it).
     ``seed``: reproducible augmentation; DataLoader workers reseed from torch's worker seed.
+    ``stream``: datasets with different streams draw different augmentations from the same seeds
+    (distributed training passes each process's rank; 0 leaves the seeds as they are).
     ``empty_masks``: the samples are negatives (e.g. bare faces): masks are not read, every mask
     is empty.
     """
@@ -48,8 +52,12 @@ class SegmentationDataset(Dataset):
         threshold: int = 127,
         seed: int | None = None,
         empty_masks: bool = False,
+        stream: int = 0,
     ) -> None:
         self.samples = list(samples)
+        self._seed_offset = int(stream) * _STREAM_STRIDE
+        if seed is not None:
+            seed = (int(seed) + self._seed_offset) % 2**32
         self.empty_masks = empty_masks
         missing = [s for s in self.samples if s.mask_path is None]
         if missing and not empty_masks:
@@ -112,7 +120,7 @@ class SegmentationDataset(Dataset):
             return
         key = (os.getpid(), info.id)
         if self._seeded_worker != key:
-            seed_transform(self.transform, int(info.seed) % 2**32)
+            seed_transform(self.transform, (int(info.seed) + self._seed_offset) % 2**32)
             self._seeded_worker = key
 
     def __getitem__(self, index: int) -> dict[str, Any]:

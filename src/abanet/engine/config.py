@@ -22,6 +22,7 @@ FREE_FORM = ("model.kwargs",)
 OPTIMIZERS = ("adam", "adamw", "adamax", "rmsprop", "sgd")
 SCHEDULERS = ("none", "cosine", "step", "plateau")
 PRECISIONS = ("32", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "64", "64-true")
+SPAWNING_STRATEGIES = ("ddp_spawn", "ddp_fork", "ddp_notebook")  # refused, see validate()
 EXPORTS = ("best", "last")  # which weights a run exports to RUN/model
 AUGMENT = ("none", "light", "default", "heavy")
 TRAIN_ENTRY_KEYS = ("path", "repeat", "kind", "negatives")
@@ -343,6 +344,13 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     t["precision"] = str(t["precision"])  # YAML reads 32 as a number
     _choice(cfg, "trainer.precision", PRECISIONS)
     _num(cfg, "trainer.num_nodes", integer=True, minimum=1)
+    strategy = str(t["strategy"]).lower()
+    if strategy.startswith(SPAWNING_STRATEGIES):
+        raise ConfigError(
+            f"config key 'trainer.strategy': {t['strategy']!r} hands only the weights "
+            "back from its child processes, and a run validates and exports after fitting in "
+            "every process; use ddp (one process per device, or torchrun / srun)"
+        )
     _num(cfg, "trainer.accumulate", integer=True, minimum=1)
     _num(cfg, "trainer.grad_clip", minimum=0, exclusive=True, optional=True)
     _num(cfg, "trainer.log_every", integer=True, minimum=1)

@@ -3,6 +3,7 @@ Lightning data module."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -134,23 +135,40 @@ def plan_data(cfg: Mapping[str, Any]) -> DataPlan:
 class RepeatSampler(Sampler[int]):
     """Indices into a ``ConcatDataset`` of sources where source ``i`` is drawn ``repeat[i]`` times
     per epoch: ``floor(repeat)`` full passes plus a random subset for the fraction; shuffled.
-    Deterministic for (seed, epoch); Lightning calls :meth:`set_epoch`."""
+    Deterministic for (seed, epoch); Lightning calls :meth:`set_epoch`.
+
+    Distributed training: every process builds the same epoch and takes every
+    ``num_replicas``-th index from ``rank`` on (the epoch padded by wrapping around, like torch's
+    ``DistributedSampler``), so the processes see disjoint parts and the same number of batches.
+    """
 
     def __init__(
-        self, sizes: Sequence[int], repeats: Sequence[float], seed: int = 0, shuffle: bool = True
+        self,
+        sizes: Sequence[int],
+        repeats: Sequence[float],
+        seed: int = 0,
+        shuffle: bool = True,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.sizes = [int(n) for n in sizes]
         self.repeats = [float(r) for r in repeats]
         self.seed = int(seed)
         self.shuffle = shuffle
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
         self.epoch = 0
-        self._len = sum(max(1, round(n * r)) for n, r in zip(self.sizes, self.repeats, strict=True))
+        self.total = sum(
+            max(1, round(n * r)) for n, r in zip(self.sizes, self.repeats, strict=True)
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
-        return self._len
+        return math.ceil(self.total / self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
@@ -167,11 +185,22 @@ class RepeatSampler(Sampler[int]):
         idx = torch.cat(out)
         if self.shuffle:
             idx = idx[torch.randperm(len(idx), generator=g)]
+        if self.num_replicas > 1:
+            padded = len(self) * self.num_replicas
+            idx = idx.repeat(math.ceil(padded / len(idx)))[:padded]
+            idx = idx[self.rank :: self.num_replicas]
         return iter(idx.tolist())
 
 
 class SegmentationDataModule(L.LightningDataModule):
-    """Train and validation loaders for a :class:`DataPlan` (augmented train, plain val)."""
+    """Train and validation loaders for a :class:`DataPlan` (augmented train, plain val).
+
+    Distributed training (Lightning's ``use_distributed_sampler=False``: the module shards
+    itself): each process trains on its share of every epoch (:class:`RepeatSampler`) with its
+    own augmentation stream, and validates on its share of the validation images, each image
+    exactly once over all processes (Lightning's ``DistributedSampler`` would repeat images to
+    even out the shares, and the repeats would count twice in the metrics).
+    """
 
     def __init__(
         self,
@@ -196,9 +225,16 @@ class SegmentationDataModule(L.LightningDataModule):
         self.train_set: ConcatDataset | None = None
         self.val_set: Any = None
 
+    def _replicas(self) -> tuple[int, int]:
+        """``(world_size, global_rank)`` of the attached trainer (1, 0 without one)."""
+        if self.trainer is None:
+            return 1, 0
+        return int(self.trainer.world_size), int(self.trainer.global_rank)
+
     def setup(self, stage: str | None = None) -> None:
         from abanet.data.dataset import SegmentationDataset
 
+        world, rank = self._replicas()
         if self.train_set is None:
             parts = []
             for i, src in enumerate(self.plan.sources):
@@ -212,6 +248,7 @@ class SegmentationDataModule(L.LightningDataModule):
                     cache=self.cache,
                     seed=self.seed + i,
                     empty_masks=src.negatives,
+                    stream=rank,
                 )
                 if self.cache:
                     ds.preload()
@@ -219,6 +256,11 @@ class SegmentationDataModule(L.LightningDataModule):
             self.train_set = ConcatDataset(parts)
         if self.val_set is None:
             val = self.plan.val[: self.val_max] if self.val_max else self.plan.val
+            if len(val) < world:
+                raise ConfigError(
+                    f"validation set: {len(val)} image(s) for {world} processes "
+                    "(trainer.devices x trainer.num_nodes); every process needs at least one"
+                )
             self.val_set = SegmentationDataset(
                 val,
                 size=self.data_config.size,
@@ -242,7 +284,14 @@ class SegmentationDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
         sizes = [len(d) for d in self.train_set.datasets]
-        sampler = RepeatSampler(sizes, [s.repeat for s in self.plan.sources], seed=self.seed)
+        world, rank = self._replicas()
+        sampler = RepeatSampler(
+            sizes,
+            [s.repeat for s in self.plan.sources],
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+        )
         drop_last = len(sampler) > self.batch_size  # avoid a 1-image batch (BatchNorm)
         return DataLoader(
             self.train_set,
@@ -253,8 +302,20 @@ class SegmentationDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        world, rank = self._replicas()
+        sampler = None
+        if world > 1:  # every image once: shares differ by at most one image
+            from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+            sampler = UnrepeatedDistributedSampler(
+                self.val_set, num_replicas=world, rank=rank, shuffle=False
+            )
         return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, **self._loader_kwargs()
+            self.val_set,
+            batch_size=self.batch_size,
+            shuffle=False,
+            sampler=sampler,
+            **self._loader_kwargs(),
         )
 
 

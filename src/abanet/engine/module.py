@@ -62,7 +62,8 @@ class SegmentationModule(L.LightningModule):
 
     The training step is batched (the loss handles every deep-supervision output in one pass);
     validation runs the model in eval mode (main output) and logs ``val/iou`` etc.: per-image
-    scores at the training input size, averaged over images (the paper's protocol).
+    scores at the training input size, averaged over images (the paper's protocol), over the
+    images of every process in distributed training.
     """
 
     def __init__(self, model: SegmentationModel, cfg: Mapping[str, Any]) -> None:
@@ -95,7 +96,15 @@ class SegmentationModule(L.LightningModule):
         outputs = self.model(self._input(batch))
         loss = self.loss_fn(outputs, batch["mask"])
         bs = batch["mask"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=bs)
+        self.log(
+            "train/loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=bs,
+            sync_dist=self.trainer.world_size > 1,  # the epoch mean over every process's batches
+        )
         comps = {
             f"train/{k}": v
             for k, v in self.loss_fn.last_components.items()
@@ -123,24 +132,40 @@ class SegmentationModule(L.LightningModule):
         self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], names=batch["name"])
 
     def on_validation_epoch_end(self) -> None:
-        if len(self.val_metrics) == 0:
+        values, images = self._global_val_scores()
+        if not images:
             return
-        scores = self.val_metrics.compute()
-        values = {f"val/{k}": float(scores[k]) for k in VAL_KEYS}
-        if self.trainer.world_size > 1:  # weight each device's mean by its image count
-            n = torch.tensor(float(scores["images"]), device=self.device)
-            vec = torch.tensor([values[f"val/{k}"] for k in VAL_KEYS], device=self.device) * n
-            vec = self.all_gather(vec).reshape(-1, len(VAL_KEYS)).sum(0)
-            total = self.all_gather(n).sum()
-            values = {
-                f"val/{k}": float(v) for k, v in zip(VAL_KEYS, (vec / total).tolist(), strict=True)
-            }
-        self.log_dict({k: v for k, v in values.items() if k != "val/iou"})
-        self.log("val/iou", values["val/iou"], prog_bar=True)
+        # The values are already global (equal on every process). sync_dist with "max" is an
+        # exact no-op that tells Lightning so (a mean could round; no sync would warn).
+        logged = {k: v for k, v in values.items() if k != "val/iou"}
+        self.log_dict(logged, sync_dist=True, reduce_fx="max")
+        self.log("val/iou", values["val/iou"], prog_bar=True, sync_dist=True, reduce_fx="max")
         if not self.trainer.sanity_checking:
             self.last_val_step = int(self.trainer.global_step)
             self.last_val_scores = {k.split("/", 1)[1]: v for k, v in values.items()}
-            self.last_val_scores["images"] = float(scores["images"])
+            self.last_val_scores["images"] = float(images)
+
+    def _global_val_scores(self) -> tuple[dict[str, float], int]:
+        """``val/<key>`` means over every validation image of every process, and their count.
+
+        Each process sums its per-image scores (float64); one all-reduce adds the sums and the
+        counts, so the mean is over images whatever the size of each process's share (a mean of
+        per-process means would not be).
+        """
+        n = len(self.val_metrics)
+        local = [0.0] * (len(VAL_KEYS) + 1)
+        if n:
+            scores = self.val_metrics.compute()
+            local = [scores[k] * n for k in VAL_KEYS] + [float(n)]
+        dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        stats = torch.tensor(local, dtype=dtype, device=self.device)
+        if self.trainer.world_size > 1:
+            stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        total = int(round(float(stats[-1])))
+        if not total:
+            return {}, 0
+        means = (stats[:-1] / total).tolist()
+        return {f"val/{k}": float(v) for k, v in zip(VAL_KEYS, means, strict=True)}, total
 
     def configure_optimizers(self) -> Any:
         opt = build_optimizer(self.model.parameters(), self.cfg["optim"])

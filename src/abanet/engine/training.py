@@ -9,6 +9,9 @@ A run folder holds::
     csv/version_N/metrics.csv, tb/version_N/   CSV and TensorBoard logs
     model/             the best model: model.safetensors + config.json (``abanet.load_model``)
     result.json        paths, best score, steps, timing
+
+In distributed training (``trainer.devices`` x ``trainer.num_nodes`` processes) every process runs
+this function; process 0 alone writes these files (see docs/training.md, "Many GPUs, many nodes").
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from abanet.data.atomic import atomic_temp
+from abanet.data.atomic import atomic_temp, write_bytes_atomic
 from abanet.data.preprocess import resolve_data_config
 from abanet.engine.config import dump_yaml, read_yaml, resolve_config
 from abanet.errors import AbanetError, ConfigError
@@ -50,10 +53,11 @@ class TrainResult:
     split_file: Path | None = None
     config: dict[str, Any] = field(default_factory=dict)
     model: Any = field(default=None, repr=False)  # the exported model, in memory (eval mode)
+    global_rank: int = 0  # this process's rank in distributed training (0 writes the outputs)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready facts (paths as text; without the config and the model)."""
-        skip = ("config", "model")
+        """JSON-ready facts (paths as text; without the config, the model and the rank)."""
+        skip = ("config", "model", "global_rank")
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in skip}
         return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
@@ -124,6 +128,19 @@ def check_accelerator(name: str) -> None:
         )
 
 
+def check_precision(precision: str, accelerator: str) -> None:
+    """Refuse ``16-mixed`` where training would run on the CPU: Lightning has no fp16 AMP there
+    and would quietly train in bf16-mixed instead (the run's config would say otherwise)."""
+    import torch
+
+    gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
+    if precision.startswith("16") and (accelerator == "cpu" or (accelerator == "auto" and not gpu)):
+        raise ConfigError(
+            f"config key 'trainer.precision': {precision} needs a GPU (this run would train on "
+            "the CPU); use bf16-mixed or 32 there"
+        )
+
+
 def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
     t = cfg["trainer"]
     kw: dict[str, Any] = {
@@ -134,6 +151,7 @@ def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "devices": t["devices"],
         "strategy": t["strategy"],
         "num_nodes": int(t["num_nodes"]),
+        "sync_batchnorm": bool(t["sync_batchnorm"]),
         "accumulate_grad_batches": int(t["accumulate"]),
         "gradient_clip_val": t["grad_clip"],
         "log_every_n_steps": int(t["log_every"]),
@@ -141,6 +159,7 @@ def _trainer_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "num_sanity_val_steps": int(t["sanity_val_steps"]),
         "deterministic": bool(t["deterministic"]),
         "enable_model_summary": False,
+        "use_distributed_sampler": False,  # SegmentationDataModule shards train and val itself
     }
     if t["max_time"] is not None:
         kw["max_time"] = {"seconds": float(t["max_time"]) * 60.0}
@@ -203,7 +222,7 @@ def train(
 
     _quiet_lightning()
     cfg = resolve_config(config, overrides)
-    check_accelerator(str(cfg["trainer"]["accelerator"]))
+    named_run = bool(cfg["out"])
     run_dir = Path(cfg["out"]) if cfg["out"] else default_run_dir(cfg)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     last_ckpt = ckpt_dir / "last.ckpt"
@@ -220,31 +239,8 @@ def train(
             "choose another out"
         )
     cfg["out"] = str(run_dir)
-
-    if cfg["trainer"]["cpu_threads"]:
-        torch.set_num_threads(int(cfg["trainer"]["cpu_threads"]))
-    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
-    model = _build_model(cfg)
-    plan = plan_data(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from abanet.data.atomic import write_bytes_atomic
-
-    write_bytes_atomic(saved_cfg, dump_yaml(cfg).encode(), overwrite=True)
-    split_file = write_split(plan, run_dir / "split.json")
-
-    dm = SegmentationDataModule(
-        plan,
-        resolve_data_config(model.config, int(cfg["input_size"])),
-        batch_size=int(cfg["batch_size"]),
-        num_workers=int(cfg["num_workers"]),
-        augment=str(cfg["data"]["augment"]),
-        cache=bool(cfg["data"]["cache"]),
-        seed=int(cfg["seed"]),
-        val_max=cfg["data"]["val_max"],
-    )
-    if cfg["model"]["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    module = SegmentationModule(model, cfg)
+    check_accelerator(str(cfg["trainer"]["accelerator"]))
+    check_precision(str(cfg["trainer"]["precision"]), str(cfg["trainer"]["accelerator"]))
 
     ckpt_cb = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -275,6 +271,36 @@ def train(
         plugins=[_atomic_checkpoint_io()],
         **_trainer_kwargs(cfg),
     )
+    if trainer.world_size > 1 and not named_run:
+        raise ConfigError(
+            f"config key 'out': {trainer.world_size} processes must share one run folder; "
+            "set out=RUN (each process would name its own from the clock)"
+        )
+
+    if cfg["trainer"]["cpu_threads"]:
+        torch.set_num_threads(int(cfg["trainer"]["cpu_threads"]))
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
+    model = _build_model(cfg)
+    plan = plan_data(cfg)
+    split_file = run_dir / "split.json" if plan.split is not None else None
+    if trainer.is_global_zero:  # every process has the same config and split; one writes them
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(saved_cfg, dump_yaml(cfg).encode(), overwrite=True)
+        write_split(plan, run_dir / "split.json")
+
+    dm = SegmentationDataModule(
+        plan,
+        resolve_data_config(model.config, int(cfg["input_size"])),
+        batch_size=int(cfg["batch_size"]),
+        num_workers=int(cfg["num_workers"]),
+        augment=str(cfg["data"]["augment"]),
+        cache=bool(cfg["data"]["cache"]),
+        seed=int(cfg["seed"]),
+        val_max=cfg["data"]["val_max"],
+    )
+    if cfg["model"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    module = SegmentationModule(model, cfg)
 
     if resume:  # Lightning warns that the checkpoint folder is not empty: that is the point
         warnings.filterwarnings(
@@ -346,6 +372,7 @@ def train(
         split_file=split_file,
         config=cfg,
         model=module.model.eval(),
+        global_rank=int(trainer.global_rank),
     )
     if trainer.is_global_zero:
         write_bytes_atomic(
