@@ -60,7 +60,8 @@ def main() -> None:
             kept = reason == KEPT
             c["tp" if kept and masked else "fp" if kept else "fn" if masked else "tn"] += 1
             if kept != masked:
-                wrong[t].append(f"{name}: labelled {masked}, {reason}, scores {s}")
+                shown = " ".join(f"{x:.3f}" for x in s or ())
+                wrong[t].append(f"{name}: labelled {masked}, {reason}, scores [{shown}]")
         precision = c["tp"] / max(1, c["tp"] + c["fp"])
         recall = c["tp"] / max(1, positives)
         print(

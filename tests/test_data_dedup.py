@@ -159,7 +159,7 @@ def test_cli_dry_run_json_and_move(tmp_path: Path) -> None:
         app, ["data", "dedup", str(test), str(train), "-q", "--json", str(out_json)]
     )
     assert res.exit_code == 0, res.output
-    assert "6 images in 2 folders: 1 groups of duplicates (0 exact, 1 near), 2 duplicates" in (
+    assert "6 images in 2 folder(s): 1 groups of duplicates (0 exact, 1 near), 2 duplicates" in (
         res.output
     )
     assert "keep test/images/a.png" in res.output and "train/images/a_copy.png (same bytes)" in (

@@ -371,7 +371,7 @@ def dedup_cmd(
     n_exact = sum(g.exact for g in groups)
     cross = report.cross_folder()
     console.print(
-        f"{len(report.entries)} images in {len(folders)} folders: {len(groups)} groups of "
+        f"{len(report.entries)} images in {len(folders)} folder(s): {len(groups)} groups of "
         f"duplicates ({n_exact} exact, {len(groups) - n_exact} near), "
         f"{len(report.duplicates)} duplicates to remove; {len(cross)} groups span folders"
     )
