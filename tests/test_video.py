@@ -8,46 +8,26 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from abanet.cli.main import app
 from abanet.faces.pipeline import PhotoResult
-from abanet.faces.types import Face, FaceDetector
+from abanet.faces.types import FaceDetector
 from abanet.inference.segmenter import Segmenter
 from abanet.inference.video import FrameSegmenter, open_video, segment_stream, video_outputs
-from tests.fixtures import LowerHalfModel, tiny_saved_model
+from tests.fixtures import BoxDetector, DarkIsBareModel, LowerHalfModel, tiny_saved_model
 
 runner = CliRunner()
 W, H, FPS = 96, 72, Fraction(10)
 FACE = (30.0, 16.0, 60.0, 46.0)  # the stand-in detector's face box (x1, y1, x2, y2)
 
 
-class CountingDetector(FaceDetector):
+class CountingDetector(BoxDetector):
     """Finds one face at ``FACE`` on every view; counts the frames it looked at."""
 
-    name = "counting"
-
     def __init__(self) -> None:
-        self.calls = 0
-
-    def detect_padded(self, image_rgb: np.ndarray, pad: float = 0.5) -> list[Face]:
-        return []
-
-    def _detect(self, image_rgb: np.ndarray) -> list[Face]:
-        self.calls += 1
-        return [Face(FACE, 0.9)]
-
-
-class DarkIsBareModel(LowerHalfModel):
-    """The lower half is mask, except on dark crops (mean input < -1): no mask there."""
-
-    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
-        logits = super().forward_all(x)[0]
-        dark = x.mean(dim=(1, 2, 3)) < -1
-        logits[dark] = -8.0
-        return [logits]
+        super().__init__(FACE)
 
 
 def make_clip(path: Path, n: int = 12, dark: set[int] = frozenset()) -> Path:

@@ -1,4 +1,5 @@
-"""``abanet data``: check a dataset, make splits, convert LabelMe annotations."""
+"""``abanet data``: check a dataset, make splits, convert LabelMe annotations, filter raw photos,
+find duplicates."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import typer
 
 data_app = typer.Typer(
     name="data",
-    help="Dataset tools: check, split, convert-labelme.",
+    help="Dataset tools: check, split, convert-labelme, filter, dedup.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -157,7 +158,7 @@ def split(
     from dataclasses import replace
 
     from abanet.data import splits as S
-    from abanet.data.check import duplicate_sets
+    from abanet.data.dedup import duplicate_sets
     from abanet.data.readers import open_dataset, paired
     from abanet.errors import AbanetError
 
@@ -236,6 +237,175 @@ def convert_labelme_cmd(
     typer.echo(f"{written} pairs written to {out}")
     if any(p.severity == "error" for p in problems):
         raise typer.Exit(1)
+
+
+@data_app.command("filter")
+def filter_cmd(
+    photos: list[Path] = typer.Argument(..., help="Photo files and folders (searched deeply)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder the kept photos go to."),
+    min_mask_score: float | None = typer.Option(
+        None,
+        "--min-mask-score",
+        min=0.0,
+        max=1.0,
+        help="A face is masked when its mask score (mean mask probability around the mouth) is "
+        "at least this (default: the face pipeline's MIN_MASK_SCORE, 0.5).",
+    ),
+    link: str = typer.Option("copy", "--link", help="copy, hardlink or symlink kept photos."),
+    report: Path | None = typer.Option(
+        None, "--report", help="CSV report of every photo (default OUT/filter_report.csv)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Start over: judge every photo again, replace files in OUT."
+    ),
+    model: str = typer.Option("default", "--model", "-m", help="Shipped name or weights path."),
+    detector: str = typer.Option("default", help="Face detector."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    backend: str = typer.Option("auto", help="Inference backend."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Keep the photos that show at least one masked face; report why each other one was dropped.
+
+    Kept photos land in OUT at their path relative to the input folder; existing files there
+    are kept. A rerun resumes from the report.
+    """
+    from rich.console import Console
+    from rich.progress import track
+
+    from abanet.cli.main import EXIT_FAILED
+    from abanet.cli.options import check_choice, check_inference_options, check_out_dir
+    from abanet.data.photo_filter import PLACE_MODES, filter_photos
+    from abanet.faces.pipeline import MIN_MASK_SCORE
+    from abanet.inference.segmenter import Segmenter
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    check_choice("--link", link, PLACE_MODES)
+    check_inference_options(device, backend, detector)
+    check_out_dir(out)
+    segmenter = Segmenter(model, device=device, backend=backend, detector=detector)
+
+    def progress(it, total):
+        return it if quiet else track(it, total=total, description="filtering", console=console)
+
+    summary = filter_photos(
+        segmenter,
+        photos,
+        out,
+        min_mask_score=MIN_MASK_SCORE if min_mask_score is None else min_mask_score,
+        mode=link,
+        overwrite=overwrite,
+        report=report,
+        progress=progress,
+    )
+    for problem in summary.problems:
+        console.print(f"[yellow]{problem}[/yellow]")
+    console.print(f"{summary.line()}; report {summary.report}, kept photos in {out}")
+    if summary.problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@data_app.command("dedup")
+def dedup_cmd(
+    folders: list[Path] = typer.Argument(
+        ..., help="Folders (datasets or plain photo folders); the first one's copies are kept."
+    ),
+    max_distance: int = typer.Option(
+        None,
+        "--max-distance",
+        min=0,
+        max=64,
+        help="Near duplicates: perceptual hashes at most this many bits (of 64) apart "
+        "(default 6, measured in docs/data.md).",
+    ),
+    exact: bool = typer.Option(False, "--exact", help="Exact duplicates (same bytes) only."),
+    move_to: Path | None = typer.Option(
+        None, "--move-to", help="Move the duplicates (with their masks) into this folder."
+    ),
+    delete: bool = typer.Option(False, "--delete", help="Delete the duplicates (and masks)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the groups here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
+    max_groups: int = typer.Option(30, "--max-groups", help="Groups to print."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Find exact and near-duplicate images within and across folders (train vs test leakage).
+
+    A dry run unless --move-to or --delete is given. In each group the image in the earliest
+    folder given is kept (then the largest, then the first by path).
+    """
+    from rich.console import Console
+    from rich.progress import track
+
+    from abanet.cli.main import EXIT_FAILED
+    from abanet.data.atomic import write_bytes_atomic
+    from abanet.data.dedup import (
+        MAX_DISTANCE,
+        common_base,
+        find_duplicates,
+        move_duplicates,
+        phash_distance,
+        relative_to_base,
+    )
+    from abanet.errors import OutputExistsError, UsageError
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    if move_to is not None and delete:
+        raise UsageError("give one of --move-to DIR and --delete")
+    if exact and max_distance is not None:
+        raise UsageError("--exact finds byte-identical images only: drop --max-distance")
+    if json_out is not None and json_out.exists() and not overwrite:
+        raise OutputExistsError(f"{json_out}: file exists (pass --overwrite to replace it)")
+    distance = -1 if exact else (MAX_DISTANCE if max_distance is None else max_distance)
+
+    def progress(it, total):
+        return it if quiet else track(it, total=total, description="hashing", console=console)
+
+    report = find_duplicates(folders, distance, progress)
+    base = common_base(report.folders)
+
+    def rel(path: Path) -> str:
+        return relative_to_base(path, base).as_posix()
+
+    for p in report.problems:
+        console.print(f"[yellow]{p}[/yellow]")
+    groups = report.groups
+    n_exact = sum(g.exact for g in groups)
+    cross = report.cross_folder()
+    console.print(
+        f"{len(report.entries)} images in {len(folders)} folder(s): {len(groups)} groups of "
+        f"duplicates ({n_exact} exact, {len(groups) - n_exact} near), "
+        f"{len(report.duplicates)} duplicates to remove; {len(cross)} groups span folders"
+    )
+    for g in groups[:max_groups]:
+        kind = "exact" if g.exact else f"near (distance <= {g.distance})"
+        span = " [across folders]" if len(g.folders) > 1 else ""
+        console.print(f"{kind}{span}: keep {rel(g.keep.image)}")
+        for d in g.duplicates:
+            how = (
+                "same bytes"
+                if d.sha1 == g.keep.sha1
+                else f"d={phash_distance(d.phash, g.keep.phash)}"
+            )
+            console.print(f"    {rel(d.image)} ({how})")
+    if len(groups) > max_groups:
+        console.print(f"... {len(groups) - max_groups} more groups (see --json)")
+    if json_out is not None:
+        text = json.dumps(report.to_dict(base), indent=1, ensure_ascii=False) + "\n"
+        write_bytes_atomic(json_out, text.encode("utf-8"), overwrite=overwrite)
+        console.print(f"groups written to {json_out}")
+    if move_to is None and not delete:
+        if report.duplicates:
+            console.print(
+                "dry run: nothing moved (--move-to DIR moves the duplicates with their masks, "
+                "--delete deletes them)"
+            )
+    elif report.duplicates:
+        moved = move_duplicates(report, move_to, delete)
+        for line in moved.skipped:
+            console.print(f"[yellow]{line}[/yellow]")
+        verb = "deleted" if delete else f"moved to {move_to}"
+        console.print(f"{len(moved.moved)} duplicates ({moved.files} files) {verb}")
+    if report.problems:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def register(app: typer.Typer) -> None:

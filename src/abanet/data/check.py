@@ -9,8 +9,7 @@ with several identical channels, empty masks, exact duplicate images (same bytes
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from abanet.data.dedup import duplicate_sets
 from abanet.data.io import (
     AMBIGUOUS_HIGH,
     AMBIGUOUS_LOW,
@@ -101,14 +101,6 @@ def _mask_channels(path: Path) -> tuple[str, np.ndarray | None]:
         if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "RGBX"):
             return mode, np.asarray(im.convert("RGB"), dtype=np.uint8)
     return mode, None
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha1()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_sample(
@@ -197,21 +189,9 @@ def _strip_path(message: str, path: Path) -> str:
     return message
 
 
-def duplicate_sets(samples: Sequence[Sample]) -> list[list[Sample]]:
-    """Groups of samples whose image files have identical bytes (only groups of 2 or more)."""
-    seen: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        if s.image_path.suffix.lower() == ".json" or not s.image_path.is_file():
-            continue
-        try:
-            seen[_file_hash(s.image_path)].append(s)
-        except OSError:
-            continue
-    return [v for v in seen.values() if len(v) > 1]
-
-
 def find_duplicates(samples: Sequence[Sample]) -> list[Problem]:
-    """One warning per image file whose bytes equal an earlier sample's image."""
+    """One warning per image file whose bytes equal an earlier sample's image
+    (:func:`abanet.data.dedup.duplicate_sets`; ``abanet data dedup`` finds near duplicates)."""
     out = []
     for dups in duplicate_sets(samples):
         first = dups[0].image_path

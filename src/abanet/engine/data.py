@@ -75,7 +75,7 @@ def _read_pairs(path: str, kind: str, negatives: bool = False) -> list[Sample]:
 
 def _grouped(items: list[Sample], group_by: Any) -> list[Sample]:
     """Samples with their ``group`` set by ``group_by`` and byte-identical images merged."""
-    from abanet.data.check import duplicate_sets
+    from abanet.data.dedup import duplicate_sets
 
     groups = S.sample_groups(items, group_by)
     dups = [[s.name for s in d] for d in duplicate_sets(items)]
