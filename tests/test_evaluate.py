@@ -175,7 +175,7 @@ def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
     assert res.files["grid"] == grid
     done: list[tuple[int, int]] = []
     evaluate(Oracle(), data, None, batch_size=2, progress=lambda *a: done.append(a), device="cpu")
-    assert done == [(2, 5), (4, 5), (5, 5)]
+    assert done == [(0, 5), (2, 5), (4, 5), (5, 5)]
     # the 3 worst of an empty prediction: every mask pixel is a false negative (blue); the error
     # tiles are drawn pixel for pixel (the lower half: below the caption and the legend)
     worst = sorted(res.per_image, key=lambda r: (r["iou"], r["image"]))[:3]

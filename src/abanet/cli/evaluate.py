@@ -66,10 +66,7 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Per-image metrics (then the mean over images) of MODEL on DATA, written to OUT."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from abanet.cli.options import check_inference_options
+    from abanet.cli.options import check_inference_options, progress_bar
     from abanet.engine.evaluation import evaluate as run_eval
     from abanet.errors import UsageError
 
@@ -81,9 +78,7 @@ def evaluate(
     others = [model_label(m) for m in grid_models]
     label, model_spec = model_label(model)
 
-    console = Console(stderr=True)
-    with Progress(console=console, disable=quiet or not console.is_terminal, transient=True) as bar:
-        task = bar.add_task("evaluating", total=None)
+    with progress_bar("evaluating", quiet) as progress:
         res = run_eval(
             model_spec,
             data,
@@ -108,7 +103,7 @@ def evaluate(
             compare_grid=compare_grid,
             grid_models=others,
             label=label,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=progress,
         )
     m = res.metrics
     s = res.summary

@@ -385,7 +385,7 @@ def evaluate(
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
     IoU. ``compare_grid`` writes the same crops with one error map per model: this one (named
     ``label``, default its config name) then each ``(label, model)`` of ``grid_models`` at its
-    own input size and threshold. ``progress(done, total)`` is called after each batch.
+    own input size and threshold. ``progress(done, total)`` is called before the first batch and after each.
     Returns an :class:`EvalResult`.
     """
     import torch
@@ -441,6 +441,8 @@ def evaluate(
     timer = StageTimer()
     metrics = SegmentationMetrics(threshold=thr, structure=structure)
     start = time.perf_counter()
+    if progress is not None:
+        progress(0, len(dataset))
     with torch.inference_mode():
         for batch in loader:
             probs = [torch.from_numpy(p) for p in segmenter.segment_crops(batch["image"], timer)]
