@@ -306,7 +306,7 @@ def dataset_stats(
         stats.faces_note = "not asked for (--no-faces)"
     if not type_of:
         stats.notes.append(
-            "mask types unknown (no type table given and no file-name prefixes): "
+            "mask types unknown (no type table given and no known file-name prefix): "
             "pass --types CSV (image,type)"
         )
     return stats
@@ -409,7 +409,10 @@ def stats_markdown(stats: DatasetStats, figures: Sequence[str] = ()) -> str:
     if types:
         out += [f"From {stats.type_source}:", "", *_count_table("type", types, n)]
     else:
-        out.append("Unknown: no type table given and the file names carry no type prefixes.")
+        out.append(
+            "Unknown: no type table given (`--types CSV`: image,type) and the file names carry "
+            "no known type prefix."
+        )
     if figures:
         out += ["", "## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(out) + "\n"

@@ -385,8 +385,8 @@ def evaluate(
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
     IoU. ``compare_grid`` writes the same crops with one error map per model: this one (named
     ``label``, default its config name) then each ``(label, model)`` of ``grid_models`` at its
-    own input size and threshold. ``progress(done, total)`` is called before the first batch and after each.
-    Returns an :class:`EvalResult`.
+    own input size and threshold. ``progress(done, total)`` is called before the first batch
+    and after each. Returns an :class:`EvalResult`.
     """
     import torch
     from torch.utils.data import DataLoader
