@@ -17,7 +17,6 @@ from abanet.lazy import lazy_getattr
 _LAZY = {
     "new_figure": "base",
     "save_png": "base",
-    "figure_rgb": "base",
     "grid_figure": "grid",
     "curves_figure": "curves",
     "read_run_logs": "curves",

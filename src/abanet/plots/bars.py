@@ -42,7 +42,7 @@ def bars_figure(
             stds.append(std * scale if std is not None and not math.isnan(std) else 0.0)
         pos = x - 0.4 + width * (i + 0.5)
         bars = ax.bar(pos, means, width, yerr=stds, capsize=2, label=str(row["label"]))
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, rotation=90, padding=2)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, rotation=90, label_type="center", color="white")
         finite = [(m, s) for m, s in zip(means, stds, strict=True) if not math.isnan(m)]
         tops += [m + s for m, s in finite]
         bottoms += [m - s for m, s in finite]

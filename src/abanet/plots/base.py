@@ -46,12 +46,6 @@ def save_png(
     return write_bytes_atomic(path, png_bytes(fig, dpi), overwrite=overwrite)
 
 
-def figure_rgb(fig: Any) -> np.ndarray:
-    """The rendered figure as an ``HxWx3`` uint8 array."""
-    fig.canvas.draw()
-    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-
-
 def error_legend(ax: Any, fontsize: float = 6.0, loc: str = "upper right") -> Any:
     """A TP / FP / FN legend on an error-map axes."""
     from matplotlib.patches import Patch
