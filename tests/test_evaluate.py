@@ -11,15 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from abanet.engine.evaluation import (
-    compare_with,
-    error_map,
-    evaluate,
-    grid_size,
-    read_baselines,
-)
+from abanet.engine.evaluation import compare_with, evaluate, read_baselines
 from abanet.errors import AbanetError
 from abanet.models import ModelConfig, SegmentationModel
+from abanet.plots.grid import GRID_HEADER, error_map, fit_tile, grid_size
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -169,19 +164,26 @@ def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
         None,
         grid=grid,
         grid_worst=3,
-        grid_tile=32,
+        grid_tile=64,
         device="cpu",
         structure=False,
     )
     with Image.open(grid) as im:
         assert im.format == "PNG"
-        assert im.size == grid_size(3, 32) == (128, 20 + 3 * 32)
+        assert im.size == grid_size(3, 64) == (256, GRID_HEADER + 3 * 64)
         px = np.asarray(im.convert("RGB"))
-    # the empty prediction leaves every mask pixel a false negative: blue in the error column
-    err = px[20:, 96:128]
-    assert (np.all(err == (0, 0, 255), axis=-1)).any()
-    assert not (np.all(err == (255, 0, 0), axis=-1)).any()
     assert res.files["grid"] == grid
+    done: list[tuple[int, int]] = []
+    evaluate(Oracle(), data, None, batch_size=2, progress=lambda *a: done.append(a), device="cpu")
+    assert done == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    # the 3 worst of an empty prediction: every mask pixel is a false negative (blue); the error
+    # tiles are drawn pixel for pixel (the lower half: below the caption and the legend)
+    worst = sorted(res.per_image, key=lambda r: (r["iou"], r["image"]))[:3]
+    for r, row in enumerate(worst):
+        gt = (np.asarray(Image.open(data / "masks" / row["image"])) > 127).astype(np.uint8)
+        want = fit_tile(error_map(np.zeros_like(gt), gt), 64, True)
+        y = GRID_HEADER + r * 64
+        assert np.array_equal(px[y + 32 : y + 64, 192:256], want[32:])
     res = evaluate(
         Oracle(),
         data,
@@ -194,6 +196,45 @@ def test_grid_png_size_and_worst_rows(tmp_path: Path) -> None:
     )
     with Image.open(tmp_path / "g2.png") as im:
         assert im.size == grid_size(2, 16)
+
+
+def test_compare_grid_has_a_legend_on_every_error_map(tmp_path: Path) -> None:
+    from abanet.plots.grid import GridRow, grid_figure
+
+    data, _ = make_dataset(tmp_path / "d", n=4)
+    path = tmp_path / "cmp.png"
+    res = evaluate(
+        Oracle(),
+        data,
+        None,
+        grid_rows=3,
+        grid_tile=48,
+        compare_grid=path,
+        grid_models=[("empty", Oracle(mode="zero"))],
+        label="oracle",
+        device="cpu",
+        structure=False,
+    )
+    assert res.files["compare_grid"] == path
+    with Image.open(path) as im:  # image, ground truth, one error map per model
+        assert im.size == grid_size(3, 48, columns=4)
+    # the figure behind it: a TP / FP / FN legend on each error map, none elsewhere
+    gt = np.zeros((8, 8), np.uint8)
+    gt[2:6, 2:6] = 1
+    row = GridRow(np.zeros((8, 8, 3), np.uint8), gt, [gt, 1 - gt], ["IoU 1", "IoU 0"], "a")
+    fig = grid_figure([row, row], ["A", "B"], tile=96, masks=False)
+    legends = [ax.get_legend() for ax in fig.axes]
+    texts = [[t.get_text() for t in lg.get_texts()] for lg in legends if lg is not None]
+    assert texts == [["TP", "FP", "FN"]] * 4
+    assert [t.get_text() for t in fig.texts] == ["image", "ground truth", "A", "B"]
+    row.preds, row.captions = row.preds[:1], row.captions[:1]
+    single = grid_figure([row], ["prediction"], tile=96)
+    assert [t.get_text() for t in single.texts] == ["image", "ground truth", "prediction", "error"]
+    assert sum(ax.get_legend() is not None for ax in single.axes) == 1
+    with pytest.raises(AbanetError, match="needs at least one other model"):
+        evaluate(Oracle(), data, None, compare_grid=tmp_path / "x.png", device="cpu")
+    with pytest.raises(AbanetError, match="file exists"):
+        evaluate(Oracle(), data, None, compare_grid=path, grid_models=[("o", Oracle())])
 
 
 def test_error_map_colours() -> None:
@@ -231,12 +272,23 @@ def test_evaluate_saved_model_through_cli(tmp_path: Path) -> None:
             str(tmp_path / "g.png"),
             "--grid-worst",
             "2",
+            "--compare-grid",
+            str(tmp_path / "cmp.png"),
+            "--grid-model",
+            f"again={tmp_path / 'm'}",
             "--device",
             "cpu",
         ],
     )
     assert r.exit_code == 0, r.output
     assert "3 images" in r.output
+    with Image.open(tmp_path / "cmp.png") as im:  # 2 worst crops, 2 models, tiles of 160
+        assert im.size == grid_size(2, 160, columns=4)
+    r = CliRunner().invoke(
+        app,
+        ["evaluate", "-m", "x", "-d", str(data), "-o", str(out), "--compare-grid", "c.png"],
+    )
+    assert r.exit_code == 2 and "--compare-grid needs at least one --grid-model" in r.output
     assert json.loads((out / "summary.json").read_text())["input_size"] == 64
     r = CliRunner().invoke(
         app,

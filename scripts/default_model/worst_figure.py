@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from abanet.engine.evaluation import GRID_HEADER
+from abanet.plots.grid import GRID_HEADER
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import typer
 
 data_app = typer.Typer(
     name="data",
-    help="Dataset tools: check, split, convert-labelme, filter, dedup.",
+    help="Dataset tools: check, split, convert-labelme, filter, dedup, stats.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -406,6 +406,43 @@ def dedup_cmd(
         console.print(f"{len(moved.moved)} duplicates ({moved.files} files) {verb}")
     if report.problems:
         raise typer.Exit(EXIT_FAILED)
+
+
+@data_app.command("stats")
+def stats(
+    directory: Path = typer.Argument(..., help="Labelled dataset folder."),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Folder for stats.md and the PNGs (default DATASET-stats)."
+    ),
+    kind: str = typer.Option("auto", "--kind", help=KIND_HELP),
+    faces: bool = typer.Option(
+        True, "--faces/--no-faces", help="Count faces per photo with the face detector."
+    ),
+    detector: str = typer.Option("default", "--detector", help="Face detector (abanet predict's)."),
+    types: Path | None = typer.Option(
+        None, "--types", help="CSV image,type of mask types (default: from file-name prefixes)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace earlier statistics."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Image sizes, faces per image, mask area, position, colours and types (paper Figs 3-4)."""
+    from abanet.cli.options import check_inference_options, progress_bar
+    from abanet.data.stats import check_stats_out, dataset_stats, write_stats
+
+    if faces and kind != "mfsd":
+        check_inference_options("cpu", "eager", detector)
+    target = out if out is not None else Path(f"{directory.resolve().name}-stats")
+    check_stats_out(target, overwrite)
+    with progress_bar("describing", quiet) as progress:
+        result = dataset_stats(
+            directory, kind, faces=faces, detector=detector, types=types, progress=progress
+        )
+    files = write_stats(result, target, overwrite=overwrite)
+    for note in result.notes:
+        typer.secho(f"note: {note}", err=True, fg="yellow")
+    typer.echo(f"{len(result.images)} labelled images described")
+    for name, path in files.items():
+        typer.echo(f"{name}: {path}")
 
 
 def register(app: typer.Typer) -> None:

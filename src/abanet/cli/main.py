@@ -66,6 +66,7 @@ _COMMAND_MODULES = [
     "train",
     "evaluate",
     "experiment",
+    "plot",
     "predict",
     "serve",
     "benchmark",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from abanet.errors import UsageError
@@ -44,3 +45,16 @@ def check_out_dir(path: Path) -> None:
         raise UsageError(f"{path}: cannot be created ({parent} is a file)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{path}: cannot be created or written ({parent}: permission denied)")
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, off with ``quiet`` or when stderr is not a terminal; yields
+    ``update(done, total)``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    console = Console(stderr=True)
+    with Progress(console=console, disable=quiet or not console.is_terminal, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)

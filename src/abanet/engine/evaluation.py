@@ -6,8 +6,10 @@ probability map resized back (bilinear) to the ground truth's size; masks are th
 every metric is computed per image and averaged over images (``dataset_*`` keys pool the pixels).
 
 Files written to ``out``: ``per_image.csv``, ``summary.json``, ``summary.md`` and, when asked,
-``compare.csv`` (beside a baselines file) and a PNG grid of image | ground truth | prediction |
-error map rows (false positives red, false negatives blue, true positives white).
+``compare.csv`` (beside a baselines file), a PNG grid of image | ground truth | prediction |
+error map rows and a PNG grid of several models' error maps on the same crops
+(:mod:`abanet.plots.grid`: false positives red, false negatives blue, true positives white, a
+legend on every error map).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
 BINARY_COLUMNS = ("accuracy", "f1", "iou", "precision", "recall", "mae")
 #: Metrics a baselines file may hold (any subset; ``model`` and ``image`` are required).
 COMPARE_METRICS = ("iou", "f1", "precision", "recall", "accuracy", "mae")
-GRID_HEADER = 20  # pixels of the label row at the top of a grid
-GRID_COLUMNS = ("image", "ground truth", "prediction", "error")
 
 
 @dataclass
@@ -246,80 +246,6 @@ def compare_with(
     return rows, info
 
 
-# ----------------------------------------------------------------------------------- grid
-def grid_size(rows: int, tile: int) -> tuple[int, int]:
-    """(width, height) in pixels of a grid with ``rows`` rows of ``tile``-pixel tiles."""
-    return 4 * tile, GRID_HEADER + rows * tile
-
-
-def _fit(arr: np.ndarray, tile: int, nearest: bool) -> np.ndarray:
-    """Resize ``arr`` (HxWx3 uint8) to fit a tile x tile square, centred on grey."""
-    from PIL import Image
-
-    h, w = arr.shape[:2]
-    s = tile / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    im = Image.fromarray(arr).resize((nw, nh), Image.NEAREST if nearest else Image.BILINEAR)
-    out = np.full((tile, tile, 3), 64, dtype=np.uint8)
-    y, x = (tile - nh) // 2, (tile - nw) // 2
-    out[y : y + nh, x : x + nw] = np.asarray(im)
-    return out
-
-
-def error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """RGB map: true positive white, false positive red, false negative blue, true negative
-    black."""
-    pred, gt = pred.astype(bool), gt.astype(bool)
-    out = np.zeros((*gt.shape, 3), dtype=np.uint8)
-    out[pred & gt] = (255, 255, 255)
-    out[pred & ~gt] = (255, 0, 0)
-    out[~pred & gt] = (0, 0, 255)
-    return out
-
-
-def _shorten(draw: Any, text: str, width: int) -> str:
-    """``text`` cut (with "...") to fit ``width`` pixels in the default font."""
-    if draw.textlength(text) <= width:
-        return text
-    while text and draw.textlength(text + "...") > width:
-        text = text[:-1]
-    return text + "..."
-
-
-def draw_grid(
-    rows: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray, str] | tuple[Any, ...]],
-    tile: int = 160,
-) -> Any:
-    """A PIL image: one row per ``(image RGB, gt {0,1}, pred {0,1}, caption[, name])``, 4 tiles
-    each; the caption goes on the error tile, the name (shortened to fit) on the image tile."""
-    from PIL import Image, ImageDraw
-
-    width, height = grid_size(len(rows), tile)
-    canvas = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for c, label in enumerate(GRID_COLUMNS):
-        draw.text((c * tile + 4, 4), label, fill=(0, 0, 0))
-    for r, (image, gt, pred, caption, *rest) in enumerate(rows):
-        name = _shorten(draw, str(rest[0]), tile - 8) if rest and tile >= 64 else ""
-        gt3 = np.repeat((gt.astype(np.uint8) * 255)[..., None], 3, axis=2)
-        pr3 = np.repeat((pred.astype(np.uint8) * 255)[..., None], 3, axis=2)
-        tiles = [
-            _fit(image, tile, False),
-            _fit(gt3, tile, True),
-            _fit(pr3, tile, True),
-            _fit(error_map(pred, gt), tile, True),
-        ]
-        y = GRID_HEADER + r * tile
-        for c, t in enumerate(tiles):
-            canvas.paste(Image.fromarray(t), (c * tile, y))
-        for x, text in ((0, name), (3 * tile, caption)):
-            if text:
-                box = draw.textbbox((x + 3, y + 3), text)
-                draw.rectangle((box[0] - 2, box[1] - 2, box[2] + 2, box[3] + 2), fill=(0, 0, 0))
-                draw.text((x + 3, y + 3), text, fill=(255, 255, 0))
-    return canvas
-
-
 # ------------------------------------------------------------------------------- writing
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
@@ -435,6 +361,9 @@ def evaluate(
     grid_worst: int | None = None,
     grid_rows: int = 8,
     grid_tile: int = 160,
+    compare_grid: str | os.PathLike[str] | None = None,
+    grid_models: Sequence[tuple[str, Any]] = (),
+    label: str | None = None,
     threshold: float | None = None,
     structure: bool = True,
     device: str = "auto",
@@ -443,6 +372,7 @@ def evaluate(
     flip_tta: bool | None = None,
     fill_holes: bool | None = None,
     overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvalResult:
     """Score ``model`` (a SegmentationModel, a shipped name or a saved folder/file) on the labelled
     pairs of ``data`` (a dataset folder or a list of samples; ``split``+``subset`` pick a part).
@@ -453,7 +383,10 @@ def evaluate(
     config says). With ``out`` the files
     of the module docstring are written there (an existing ``summary.json`` is only replaced with
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
-    IoU. Returns an :class:`EvalResult`.
+    IoU. ``compare_grid`` writes the same crops with one error map per model: this one (named
+    ``label``, default its config name) then each ``(label, model)`` of ``grid_models`` at its
+    own input size and threshold. ``progress(done, total)`` is called before the first batch
+    and after each. Returns an :class:`EvalResult`.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -463,8 +396,11 @@ def evaluate(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and (out_dir / "summary.json").exists() and not overwrite:
         raise AbanetError(f"{out_dir}: holds an evaluation already (summary.json); pass overwrite")
-    if grid is not None and Path(grid).exists() and not overwrite:
-        raise AbanetError(f"{grid}: file exists (pass overwrite to replace it)")
+    for picture in (grid, compare_grid):
+        if picture is not None and Path(picture).exists() and not overwrite:
+            raise AbanetError(f"{picture}: file exists (pass overwrite to replace it)")
+    if compare_grid is not None and not grid_models:
+        raise AbanetError(f"{compare_grid}: a compare grid needs at least one other model")
     if batch_size < 1:
         raise AbanetError(f"evaluate: batch size must be >= 1, got {batch_size}")
     from abanet.data.preprocess import resolve_data_config
@@ -498,14 +434,22 @@ def evaluate(
         size=input_size,
     )
     tta, holes = segmenter.flip_tta, segmenter.fill_holes
+    others = [
+        (str(name), Segmenter(m, device=dev, backend=backend, detector=None, batch_size=batch_size))
+        for name, m in (grid_models if compare_grid is not None else ())
+    ]
     timer = StageTimer()
     metrics = SegmentationMetrics(threshold=thr, structure=structure)
     start = time.perf_counter()
+    if progress is not None:
+        progress(0, len(dataset))
     with torch.inference_mode():
         for batch in loader:
             probs = [torch.from_numpy(p) for p in segmenter.segment_crops(batch["image"], timer)]
             masks = [torch.from_numpy(m) for m in batch["mask"]]
             metrics.update(probs, masks, names=batch["name"])
+            if progress is not None:
+                progress(len(metrics), len(dataset))
     wall = time.perf_counter() - start
     forward = timer.seconds.get("model", 0.0)
 
@@ -540,10 +484,15 @@ def evaluate(
         summary["compare"] = {"file": str(compare), **info}
         result.compare = rows
 
-    if grid is not None:
-        result.files["grid"] = _write_grid(
-            segmenter, dataset, per_image, Path(grid), thr, grid_worst, grid_rows, grid_tile
+    if grid is not None or compare_grid is not None:
+        pictures = _grid_pictures(
+            segmenter, others, dataset, per_image, grid_worst, grid_rows, grid_tile
         )
+        if grid is not None:
+            result.files["grid"] = pictures(Path(grid), ["prediction"])
+        if compare_grid is not None:
+            labels = [label or cfg.name, *(n for n, _ in others)]
+            result.files["compare_grid"] = pictures(Path(compare_grid), labels)
 
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -584,31 +533,45 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
-def _write_grid(
+def _grid_pictures(
     segmenter: Segmenter,
+    others: Sequence[tuple[str, Segmenter]],
     dataset: _EvalSet,
     per_image: Sequence[Mapping[str, Any]],
-    path: Path,
-    threshold: float,
     worst: int | None,
     rows: int,
     tile: int,
-) -> Path:
+) -> Callable[[Path, list[str]], Path]:
+    """Predict the grid's crops (the first ``rows``, or the ``worst`` by IoU of the evaluated
+    model) with every model once; returns ``write(path, labels)``, which writes a grid of the
+    first ``len(labels)`` models: masks and error maps for one model, error maps only for
+    several."""
+    from abanet.metrics.binary import binary_scores
+    from abanet.plots.base import save_png
+    from abanet.plots.grid import GridRow, grid_figure
+
     if worst:
         chosen = sorted(range(len(per_image)), key=lambda i: (per_image[i]["iou"], i))[:worst]
     else:
         chosen = list(range(min(rows, len(per_image))))
     items = [dataset[i] for i in chosen]
-    probs = segmenter.segment_crops([it["image"] for it in items])
-    picture_rows = []
-    for i, item, p in zip(chosen, items, probs, strict=True):
-        pred = (p >= threshold).astype(np.uint8)
-        caption = f"IoU {per_image[i]['iou']:.3f}"
-        picture_rows.append((item["image"], item["mask"], pred, caption, per_image[i]["image"]))
-    canvas = draw_grid(picture_rows, tile)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG")
-    from abanet.data.atomic import write_bytes_atomic
+    images = [it["image"] for it in items]
+    preds: list[list[np.ndarray]] = [[] for _ in items]
+    captions: list[list[str]] = [[] for _ in items]
+    for seg in (segmenter, *(s for _, s in others)):
+        for k, p in enumerate(seg.segment_crops(images)):
+            preds[k].append((p >= seg.threshold).astype(np.uint8))
+            iou = binary_scores(p, items[k]["mask"], seg.threshold)["iou"]
+            captions[k].append(f"IoU {iou:.3f}")
 
-    return write_bytes_atomic(path, buf.getvalue(), overwrite=True)
+    def write(path: Path, labels: list[str]) -> Path:
+        n = len(labels)
+        picture_rows = [
+            GridRow(it["image"], it["mask"], p[:n], c[:n], str(per_image[i]["image"]))
+            for i, it, p, c in zip(chosen, items, preds, captions, strict=True)
+        ]
+        fig = grid_figure(picture_rows, labels, tile, masks=n == 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return save_png(fig, path, overwrite=True)
+
+    return write

@@ -22,7 +22,8 @@ of ``set`` at that scale, ``<scale>_base`` on top of ``base``; ``<scale>_trials`
 Layout of ``out``: ``<run>/trial<k>/train`` (a training run folder) and ``<run>/trial<k>/eval``
 (``abanet evaluate`` files on the split's test part). A trial whose ``eval/summary.json`` exists is
 skipped, so an interrupted experiment resumes where it stopped. ``table.md``, ``results.csv`` and
-``results.json`` are written at the end.
+``results.json`` are written at the end, and ``<preset>.png`` when the preset names a
+``figure`` (``bars``: :func:`abanet.plots.bars.bars_figure`, the paper's Figure 7).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class Preset:
     eval_batch_size: int = 8
     extra_tables: list[dict[str, Any]] = field(default_factory=list)
     paper_only: list[dict[str, Any]] = field(default_factory=list)
+    figure: str | None = None  # "bars": also draw the table as grouped bars
 
 
 @dataclass
@@ -147,6 +149,7 @@ class ExperimentResult:
     table: Path
     trained: int = 0
     skipped: int = 0
+    figure: Path | None = None
 
 
 def list_experiments() -> list[str]:
@@ -224,7 +227,26 @@ def load_preset(name: str, scale: str = "full") -> Preset:
         eval_batch_size=int(d.get("eval_batch_size", 8)),
         extra_tables=list(d.get("extra_tables") or []),
         paper_only=list(d.get("paper_only") or []),
+        figure=_figure_kind(d.get("figure"), where),
     )
+
+
+FIGURES = ("bars",)
+
+
+def _figure_kind(value: Any, where: str) -> str | None:
+    if value is None or value in FIGURES:
+        return value
+    raise ConfigError(f"{where}: figure {value!r} is not one of {', '.join(FIGURES)}")
+
+
+def write_figure(spec: Preset, rows: Sequence[Mapping[str, Any]], out_dir: Path) -> Path:
+    """Draw the experiment's table as the preset's figure: ``out_dir/<preset>.png``."""
+    from abanet.plots.bars import bars_figure
+    from abanet.plots.base import save_png
+
+    fig = bars_figure(rows, spec.columns, COLUMN_TITLES, spec.title, spec.row_header)
+    return save_png(fig, out_dir / f"{spec.name}.png", overwrite=True)
 
 
 def slug(label: str) -> str:
@@ -493,4 +515,7 @@ def run_experiment(
         overwrite=True,
     )
     log(f"table: {table}")
-    return ExperimentResult(out_dir, rows, table, trained, skipped)
+    figure = write_figure(spec, rows, out_dir) if spec.figure else None
+    if figure is not None:
+        log(f"figure: {figure}")
+    return ExperimentResult(out_dir, rows, table, trained, skipped, figure)
