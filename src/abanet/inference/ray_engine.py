@@ -209,6 +209,7 @@ def predict_ray(
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the caller's ``progress`` shows one bar
         ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per execution
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         rows = [{"path": str(j.path), "stem": j.stem.as_posix()} for j in jobs]
         data = ray.data.from_items(rows).map_batches(
