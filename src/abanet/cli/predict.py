@@ -106,8 +106,7 @@ def predict(
     if engine == "ray":
         from abanet.inference.ray_engine import actor_device, import_ray
 
-        streams = "-" in paths or camera is not None or any(is_video_file(p) for p in paths)
-        if streams or profile:
+        if "-" in paths or camera is not None or any(map(is_video_file, paths)) or profile:
             raise UsageError(
                 "--engine ray segments image files: run videos, --camera, - and --profile on "
                 "the local engine"

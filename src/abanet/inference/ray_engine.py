@@ -118,14 +118,14 @@ class PredictActor:
         rows: list[InputResult] = []
         try:
             self.run(jobs, rows)
-        except Exception:  # noqa: BLE001 - an unforeseen failure must not fail the whole run:
+        except Exception:  # an unforeseen failure must not fail the whole run:
             seen = {r.path for r in rows}  # the inputs not done yet are retried one by one
             for job in jobs:
                 if str(job.path) in seen:
                     continue
                 try:
                     self.run([job], rows)
-                except Exception as exc:  # noqa: BLE001 - that input's error row
+                except Exception as exc:  # that input gets an error row
                     message = f"{job.path}: {type(exc).__name__}: {exc}".splitlines()[0]
                     rows.append(InputResult(str(job.path), job.stem.as_posix(), "error", message))
         return {name: [getattr(r, name) for r in rows] for name in RESULT_FIELDS}
