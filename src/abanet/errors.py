@@ -59,3 +59,7 @@ class PlacementError(AbanetError):
 
 class ImageTooLargeError(ImageReadError):
     """An image has more pixels than allowed (read from its header, before decoding)."""
+
+
+class DistributedError(AbanetError):
+    """The distributed engine (Ray) cannot run: not installed, cluster unreachable, workers dead."""

@@ -16,15 +16,17 @@ def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
         raise UsageError(f"{option} {value!r}: choose one of {', '.join(choices)}")
 
 
-def check_inference_options(device: str, backend: str, detector: str | None) -> None:
-    """The device exists here, the backend is registered and runs on it, the detector is known
-    and installed."""
+def check_inference_options(
+    device: str, backend: str, detector: str | None, device_type: str | None = None
+) -> None:
+    """The device exists here (or, given ``device_type``, where the model will run), the backend
+    is registered and runs on it, the detector is known and installed."""
     from abanet.faces import detector_install_hint, list_detectors
     from abanet.inference.backends.devices import resolve_device
     from abanet.inference.backends.registry import check_backend, list_backends
 
     check_choice("--backend", backend, list_backends())
-    check_backend(backend, resolve_device(device).type)
+    check_backend(backend, device_type or resolve_device(device).type)
     if detector is None or detector == "default":
         return
     check_choice("--detector", detector, ["default", *list_detectors()])

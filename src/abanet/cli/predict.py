@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +56,37 @@ def predict(
     profile: bool = typer.Option(
         False, "--profile", help="Print where the time went (decode, detect, model, encode...)."
     ),
+    manifest: str = typer.Option(
+        None, "--manifest", help="Also the files or URIs a list names (text lines or Parquet)."
+    ),
+    results: Path = typer.Option(
+        None,
+        "--results",
+        help="Write a JSONL line per input: status ok/skipped/error, message, outputs "
+        "(replaced each run; --engine ray: default OUT/results.jsonl).",
+    ),
+    engine: str = typer.Option("local", "--engine", help="local (this process) or ray."),
+    workers: int = typer.Option(
+        None, "--workers", min=1, help="Ray: model actors (default: as many as CPUs/GPUs allow)."
+    ),
+    cpus_per_worker: float = typer.Option(
+        1.0, "--cpus-per-worker", min=0.0, help="Ray: CPUs (torch threads) per actor."
+    ),
+    gpus_per_worker: float = typer.Option(
+        0.0, "--num-gpus-per-worker", min=0.0, help="Ray: GPUs per actor (0: CPU actors)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray: cluster to join (auto, HOST:6379); default: a local Ray."
+    ),
 ) -> None:
     """Write OUT/<stem>.png: a 0/255 mask of the face-mask region at each input's size."""
     from rich.console import Console
     from rich.progress import track
 
     from abanet.cli.main import EXIT_FAILED, EXIT_INTERRUPTED
-    from abanet.cli.options import check_inference_options, check_out_dir
+    from abanet.cli.options import check_choice, check_inference_options, check_out_dir
     from abanet.errors import UsageError
-    from abanet.inference.predict import predict_files
+    from abanet.inference.predict import read_manifest
     from abanet.inference.segmenter import Segmenter, default_samples_dir
     from abanet.inference.video import is_video_file
 
@@ -71,25 +94,47 @@ def predict(
     paths = list(inputs or [])
     if samples:
         paths.append(str(default_samples_dir()))
-    if not paths and camera is None:
-        raise UsageError("give at least one image, folder, glob or video (or --samples, --camera)")
+    if not paths and camera is None and manifest is None:
+        raise UsageError(
+            "give at least one image, folder, glob or video (or --manifest, --samples, --camera)"
+        )
     extra_outputs = overlay or cutout or json_out or labelme or coco is not None or frames
     if "-" in paths and (len(paths) > 1 or camera is not None or extra_outputs):
         raise UsageError("- reads one image from stdin and writes its mask PNG to stdout only")
-    check_inference_options(device, backend, None if whole_image else detector)
+    check_choice("--engine", engine, ["local", "ray"])
+    device_type = None
+    if engine == "ray":
+        from abanet.inference.ray_engine import actor_device, import_ray
+
+        if "-" in paths or camera is not None or any(map(is_video_file, paths)) or profile:
+            raise UsageError(
+                "--engine ray segments image files: run videos, --camera, - and --profile on "
+                "the local engine"
+            )
+        import_ray()
+        device_type = actor_device(device, gpus_per_worker).split(":")[0]
+    elif workers is not None or address is not None or gpus_per_worker or cpus_per_worker != 1:
+        raise UsageError(
+            "--workers, --cpus-per-worker, --num-gpus-per-worker and --address are options "
+            "of --engine ray"
+        )
+    check_inference_options(device, backend, None if whole_image else detector, device_type)
     check_out_dir(out)
     if coco is not None and soft:
         raise UsageError("--coco needs 0/255 masks: drop --soft")
-    segmenter = Segmenter(
-        model,
-        device=device,
-        backend=backend,
-        threshold=threshold,
-        detector=None if whole_image else detector,
-        batch_size=batch_size,
-        flip_tta=flip_tta,
-        fill_holes=fill_holes,
-    )
+    entries = read_manifest(manifest) if manifest is not None else []
+    session = {
+        "model": model,
+        "device": device,
+        "backend": backend,
+        "threshold": threshold,
+        "detector": None if whole_image else detector,
+        "batch_size": batch_size,
+        "flip_tta": flip_tta,
+        "fill_holes": fill_holes,
+    }
+    # the ray engine's actors build their own sessions; this one checks the model loads
+    segmenter = Segmenter(**(session | {"device": "cpu"} if engine == "ray" else session))
 
     if paths == ["-"]:
         predict_stdin(segmenter, soft, whole_image)
@@ -104,7 +149,7 @@ def predict(
         streams_failed = any(msg for _, _, msg in done)
         if camera is None and any(s and s.interrupted for _, s, _ in done):
             raise typer.Exit(EXIT_INTERRUPTED)
-        if not paths:
+        if not paths and not entries:
             if streams_failed:
                 raise typer.Exit(EXIT_FAILED)
             return
@@ -116,22 +161,38 @@ def predict(
 
     extras = ("overlay", "cutout", "json", "labelme")  # the flags of OUTPUT_WRITERS' kinds
     flags = (overlay, cutout, json_out, labelme)
-    summary = predict_files(
-        segmenter,
-        paths,
-        out,
-        soft=soft,
-        extras=[k for k, on in zip(extras, flags, strict=True) if on],
-        whole_image=whole_image,
-        overwrite=overwrite,
-        progress=progress,
-        report=lambda msg: console.print(f"[yellow]{msg}[/yellow]", highlight=False),
-    )
+    options = {
+        "soft": soft,
+        "extras": [k for k, on in zip(extras, flags, strict=True) if on],
+        "whole_image": whole_image,
+        "overwrite": overwrite,
+        "progress": progress,
+        "report": lambda msg: console.print(f"[yellow]{msg}[/yellow]", highlight=False),
+    }
+    if results is None and engine == "ray":
+        results = out / "results.jsonl"
+    with contextlib.ExitStack() as stack:
+        if results is not None:
+            from abanet.inference.predict import ResultsManifest
+
+            options["on_result"] = stack.enter_context(ResultsManifest(results)).add
+        if engine == "ray":
+            from abanet.inference.ray_engine import RayOptions
+
+            cluster = RayOptions(workers, cpus_per_worker, gpus_per_worker, address)
+            summary = predict_with_ray(session, paths, entries, out, cluster, options)
+            backend_name = f"{backend} (Ray actors)"
+        else:
+            from abanet.inference.predict import predict_files
+
+            summary = predict_files(segmenter, paths, out, manifest=entries, **options)
+            backend_name = getattr(segmenter.backend, "name", backend)
     console.print(
         f"{len(summary.written)} written to {out}, {len(summary.skipped_existing)} skipped "
         f"(exist), {len(summary.failed)} failed; {summary.faces} faces "
         f"({summary.masked_faces} masked), {len(summary.no_face)} images with no face; model "
-        f"{segmenter.model.config.name}, backend {getattr(segmenter.backend, 'name', backend)}",
+        f"{segmenter.model.config.name}, backend {backend_name}"
+        + (f"; results in {results}" if results is not None else ""),
         highlight=False,
     )
     if profile and summary.profile:
@@ -152,6 +213,22 @@ def predict(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or streams_failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def predict_with_ray(
+    session: dict[str, Any],
+    paths: list[str],
+    entries: list[str],
+    out: Path,
+    cluster: Any,
+    options: dict[str, Any],
+) -> Any:
+    """``--engine ray``: gather the inputs here, segment them on Ray actors."""
+    from abanet.inference.predict import gather_jobs
+    from abanet.inference.ray_engine import predict_ray
+
+    jobs, summary = gather_jobs(paths, out, entries, options["report"], options.get("on_result"))
+    return predict_ray(session, jobs, out, ray_options=cluster, summary=summary, **options)
 
 
 def predict_stdin(segmenter: Any, soft: bool, whole_image: bool) -> None:

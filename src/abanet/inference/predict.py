@@ -10,6 +10,7 @@ uses too.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -25,22 +26,42 @@ import numpy as np
 
 from abanet.data.atomic import write_bytes_atomic
 from abanet.data.io import IMAGE_EXTENSIONS, encode_image
-from abanet.errors import AbanetError, OutputExistsError
+from abanet.errors import AbanetError, DataError, OutputExistsError
 from abanet.faces.pipeline import PhotoResult
 from abanet.inference.profiling import StageTimer
+
+#: an input: a local path, or a URI (``s3://...``, ``gs://...``, ``https://...``) read by fsspec
+Source = Path | str
 
 
 @dataclass
 class PredictJob:
     """One input file and the stem (relative, without extension) its outputs are named after."""
 
-    path: Path
+    path: Source
     stem: Path
 
 
 @dataclass
+class InputResult:
+    """What became of one input: ``ok`` (outputs written), ``skipped`` (they all existed, or
+    appeared meanwhile) or ``error`` (``message`` says why). ``output``: the first output written
+    (ok) or kept (skipped); ``mask``: the mask file's path. A row of the results manifest."""
+
+    path: str
+    stem: str
+    status: str
+    message: str = ""
+    output: str = ""
+    mask: str = ""
+    faces: int = 0
+    masked_faces: int = 0
+    no_face: bool = False
+
+
+@dataclass
 class PredictSummary:
-    """What ``predict_files`` did: counts and per-file failures."""
+    """What ``predict_files`` did: counts and per-file failures (built by :meth:`add`)."""
 
     written: list[Path] = field(default_factory=list)
     skipped_existing: list[Path] = field(default_factory=list)
@@ -56,11 +77,94 @@ class PredictSummary:
     def ok(self) -> bool:
         return not self.failed
 
+    def add(self, result: InputResult) -> None:
+        """Count one input's result."""
+        if result.status == "error":
+            self.failed.append((as_source(result.path), result.message))
+            return
+        self.faces += result.faces
+        self.masked_faces += result.masked_faces
+        if result.no_face:
+            self.no_face.append(as_source(result.path))
+        self.masks.append((as_source(result.path), Path(result.mask)))
+        (self.written if result.status == "ok" else self.skipped_existing).append(
+            Path(result.output)
+        )
+
+
+def is_uri(text: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` (read through fsspec), false for a local path."""
+    return "://" in str(text)
+
+
+def as_source(text: str | os.PathLike[str]) -> Source:
+    """A URI stays text (``Path`` would fold its ``//``); a local path becomes a ``Path``."""
+    return str(text) if is_uri(text) else Path(text)
+
+
+def read_source(source: Source) -> np.ndarray:
+    """An input image as RGB uint8: a local file, or a URI any fsspec file system reads."""
+    from abanet.data.io import read_image, read_image_bytes
+    from abanet.errors import ImageReadError
+
+    if not is_uri(source):
+        return read_image(source)
+    import fsspec
+
+    try:
+        with fsspec.open(str(source), "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError, ImportError) as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else exc
+        raise ImageReadError(f"{source}: cannot read image ({reason})") from exc
+    return read_image_bytes(data, str(source))
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[str]:
+    """The inputs a manifest lists: a Parquet file's ``path`` column, or a text file's lines
+    (blank lines and ``#`` comments ignored). Local or a URI (fsspec); entries are paths or URIs.
+    """
+    import fsspec
+
+    name = str(path)
+    try:
+        with fsspec.open(name, "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError, ImportError) as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else exc
+        raise DataError(f"{name}: cannot read manifest ({reason})") from exc
+    if name.lower().endswith((".parquet", ".pq")):
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise DataError(
+                f"{name}: reading a Parquet manifest needs pyarrow (pip install 'abanet[ray]')"
+            ) from None
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except (pa.ArrowException, OSError) as exc:
+            raise DataError(f"{name}: cannot read manifest (not a Parquet file: {exc})") from exc
+        if "path" not in table.column_names:
+            cols = ", ".join(table.column_names) or "none"
+            raise DataError(f"{name}: a Parquet manifest needs a 'path' column (it has {cols})")
+        return [str(p) for p in table.column("path").to_pylist() if p]
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise DataError(f"{name}: cannot read manifest (not UTF-8 text or Parquet)") from None
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
 
 def gather_inputs(
-    inputs: Iterable[str | os.PathLike[str]], exclude: str | os.PathLike[str] | None = None
+    inputs: Iterable[str | os.PathLike[str]],
+    exclude: str | os.PathLike[str] | None = None,
+    manifest: Iterable[str] = (),
 ) -> tuple[list[PredictJob], list[str]]:
-    """Expand files, folders (recursive) and globs into jobs; returns (jobs, problems).
+    """Expand files, folders (recursive) and globs into jobs, then add the ``manifest``
+    entries (files or URIs, taken as named: one that cannot be read fails when it is read);
+    returns (jobs, problems).
 
     Folders and globs never yield files under ``exclude`` (the output folder: a run's outputs
     are not the next run's inputs); a file named explicitly is always taken.
@@ -94,7 +198,10 @@ def gather_inputs(
             jobs += [PredictJob(m, Path(m.stem)) for m in files]
         else:
             problems.append(f"{path}: no such file or folder")
-    seen: dict[Path, Path] = {}
+    for entry in manifest:
+        source = as_source(entry)
+        jobs.append(PredictJob(source, Path(Path(entry).stem)))
+    seen: dict[Path, Source] = {}
     unique: list[PredictJob] = []
     for job in jobs:
         if job.stem in seen:
@@ -215,6 +322,96 @@ def predict_files(
     inputs: Iterable[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str],
     *,
+    manifest: Iterable[str] = (),
+    report: Callable[[str], None] = print,
+    **options: Any,
+) -> PredictSummary:
+    """Segment every input (files, folders, globs and the ``manifest`` entries, see
+    :func:`gather_inputs`) and write its outputs: :func:`predict_jobs` with these ``options``.
+    Inputs that cannot be gathered (a missing file, an empty folder) are reported and failed."""
+    out = Path(out_dir)
+    on_result = options.pop("on_result", None)
+    jobs, summary = gather_jobs(inputs, out, manifest, report, on_result)
+    return predict_jobs(
+        segmenter, jobs, out, report=report, summary=summary, on_result=on_result, **options
+    )
+
+
+def gather_jobs(
+    inputs: Iterable[str | os.PathLike[str]],
+    out: Path,
+    manifest: Iterable[str],
+    report: Callable[[str], None],
+    on_result: Callable[[InputResult], None] | None,
+) -> tuple[list[PredictJob], PredictSummary]:
+    """:func:`gather_inputs` for a run into ``out``: the jobs, and a summary where each problem
+    is reported and counted (and passed to ``on_result``) as an error result."""
+    jobs, problems = gather_inputs(inputs, exclude=out, manifest=manifest)
+    summary = PredictSummary()
+    for problem in problems:
+        result = InputResult(problem.split(": ", 1)[0], "", "error", message=problem)
+        take_result(summary, result, report, on_result)
+    return jobs, summary
+
+
+def take_result(
+    summary: PredictSummary,
+    result: InputResult,
+    report: Callable[[str], None],
+    on_result: Callable[[InputResult], None] | None,
+) -> None:
+    """Count one input's result, pass it to ``on_result`` and report an error or a skip."""
+    summary.add(result)
+    if on_result is not None:
+        on_result(result)
+    line = result_line(result)
+    if line is not None:
+        report(line)
+
+
+def result_line(result: InputResult) -> str | None:
+    """What to tell the user about one input's result: the error, or the kept output."""
+    if result.status == "error":
+        return result.message
+    if result.status == "skipped":
+        return f"{result.output}: exists, skipped (use --overwrite to replace)"
+    return None
+
+
+class ResultsManifest:
+    """The results manifest: one JSON line per input (an :class:`InputResult`: path, stem,
+    status ok/skipped/error, message, outputs, face counts). Written to a temporary file beside
+    ``path`` and published when closed, also after Ctrl-C; it replaces the previous run's."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        from abanet.data.atomic import atomic_temp
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = atomic_temp(self.path)
+        self.file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def add(self, result: InputResult) -> None:
+        self.file.write(json.dumps(dataclasses.asdict(result)) + "\n")
+
+    def __enter__(self) -> ResultsManifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from abanet.data.atomic import publish
+
+        self.file.close()
+        try:
+            publish(self.tmp, self.path, overwrite=True)
+        finally:
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def predict_jobs(
+    segmenter: Any,
+    jobs: Iterable[PredictJob],
+    out_dir: str | os.PathLike[str],
+    *,
     soft: bool = False,
     extras: Iterable[str] = (),
     whole_image: bool = False,
@@ -222,13 +419,17 @@ def predict_files(
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
     report: Callable[[str], None] = print,
     workers: int | None = None,
+    summary: PredictSummary | None = None,
+    on_result: Callable[[InputResult], None] | None = None,
 ) -> PredictSummary:
-    """Segment every input and write ``OUT/<stem>.png`` plus the ``extras`` kinds of
-    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``, ``labelme``).
+    """Segment each job's image and write ``OUT/<stem>.png`` plus the ``extras`` kinds of
+    :data:`OUTPUT_WRITERS` (``overlay``, ``cutout``, ``json``, ``labelme``); each input's
+    :class:`InputResult` is counted in the summary (``summary``, or a new one) and passed to
+    ``on_result``.
 
     Without ``overwrite`` an input whose outputs all exist is skipped, and one with only some
     (say ``--overlay`` added on a rerun) gets the missing ones; a file that appears meanwhile
-    (another run) is kept. Files under ``out_dir`` are never taken as inputs from folders.
+    (another run) is kept.
 
     Pipeline: a thread pool decodes images and finds faces a bounded window ahead of the model;
     the calling thread runs the model on batches of ``segmenter.batch_size`` crops gathered
@@ -236,24 +437,26 @@ def predict_files(
     holds the busy seconds of each stage (:mod:`abanet.inference.profiling`). Ctrl-C stops the
     run cleanly: ``summary.interrupted`` is set and the summary counts what was written.
     """
-    from abanet.data.io import read_image
-
     started = time.perf_counter()
     timer = StageTimer()
     out = Path(out_dir)
     kinds = list(extras)
-    jobs, problems = gather_inputs(inputs, exclude=out)
-    summary = PredictSummary()
-    for p in problems:
-        report(p)
-        summary.failed.append((Path(p.split(":", 1)[0]), p))
+    summary = PredictSummary() if summary is None else summary
+
+    def done(job: PredictJob, status: str, **fields: Any) -> None:
+        mask = "" if status == "error" else str(output_paths(out, job.stem, ())["mask"])
+        result = InputResult(str(job.path), job.stem.as_posix(), status, mask=mask, **fields)
+        take_result(summary, result, report, on_result)
+
+    def skipped(job: PredictJob, kept: Path, **fields: Any) -> None:
+        done(job, "skipped", output=str(kept), **fields)
+
     todo = []
     for job in jobs:
         paths = output_paths(out, job.stem, kinds)
         missing = {k: p for k, p in paths.items() if overwrite or not p.exists()}
         if not missing:
-            skip_existing(summary, paths["mask"], report)
-            summary.masks.append((job.path, paths["mask"]))
+            skipped(job, paths["mask"])
             continue
         todo.append((job, missing))
     if not todo:
@@ -268,7 +471,7 @@ def predict_files(
 
     def load(job: PredictJob) -> Any:
         with timer.stage("decode"):
-            image = read_image(job.path)
+            image = read_source(job.path)
         with detect_lock, timer.stage("detect"):  # time the detector, not the wait for it
             return segmenter.plan(image, whole_image=whole_image)
 
@@ -279,8 +482,7 @@ def predict_files(
         return result, written, [p for p in paths.values() if p not in written]
 
     def fail(job: PredictJob, message: str) -> None:
-        report(message)
-        summary.failed.append((job.path, message))
+        done(job, "error", message=message)
 
     workers = workers or max(2, min(4, os.cpu_count() or 2))
     window = max(2 * segmenter.batch_size, 2 * workers)  # images decoded ahead of the model
@@ -313,15 +515,12 @@ def predict_files(
             except (AbanetError, OSError) as exc:
                 fail(job, f"{job.path}: cannot write output ({exc})")
                 continue
-            summary.faces += len(result.faces)
-            summary.masked_faces += result.masked_faces
-            summary.masks.append((job.path, output_paths(out, job.stem, ())["mask"]))
-            if result.no_face:
-                summary.no_face.append(job.path)
+            counts = {"faces": len(result.faces), "masked_faces": result.masked_faces}
+            counts["no_face"] = bool(result.no_face)
             if written:
-                summary.written.append(written[0])
+                done(job, "ok", output=str(written[0]), **counts)
             else:
-                skip_existing(summary, kept[0], report)
+                skipped(job, kept[0], **counts)
 
     try:
         steps: Iterator[Any] = iter(range(len(todo)))
@@ -353,12 +552,6 @@ def predict_files(
         pool.shutdown(wait=True, cancel_futures=True)
     summary.profile = timer.report(len(summary.written), time.perf_counter() - started)
     return summary
-
-
-def skip_existing(summary: PredictSummary, path: Path, report: Callable[[str], None]) -> None:
-    """Count and report an output that was already there (and is kept)."""
-    report(f"{path}: exists, skipped (use --overwrite to replace)")
-    summary.skipped_existing.append(path)
 
 
 def write_outputs(
