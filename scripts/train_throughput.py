@@ -3,7 +3,7 @@
     python scripts/train_throughput.py [--models abanet_r34 abanet_lite] [--size 256] [--batch 8]
         [--steps 3] [--naive-steps N] [--warmup 1] [--threads N] [--settings naive fp32-cl ...]
         [--model-batch abanet_r34=4] [--model-settings abanet_r34=naive,fp32-cl] [--rounds R]
-        [--json FILE]
+        [--json FILE] [--device cuda]
 
 For each model it times whole optimisation steps (forward with every deep-supervision output,
 the paper's focal+SSIM+IoU loss, backward, Adam update) on random tensors, so data loading is not
@@ -12,7 +12,9 @@ counted, in these configurations:
 - ``naive``: fp32, batch 1, NCHW, plain eager loop (how the authors' script trains);
 - ``fp32 bB``: fp32, batch B, NCHW;
 - ``fp32 bB cl``: fp32, batch B, channels-last;
-- ``bf16 bB cl``: bf16 autocast (Lightning's ``bf16-mixed``), batch B, channels-last.
+- ``bf16 bB cl``: bf16 autocast (Lightning's ``bf16-mixed``), batch B, channels-last;
+- ``16-mixed bB cl`` (key ``fp16-cl``): fp16 autocast with a gradient scaler (Lightning's
+  ``16-mixed``), batch B, channels-last; meant for CUDA (on CPU fp16 autocast is slow).
 
 All configurations run in the same process, one after another, and the table reports images per
 second and the speed-up over ``naive``. With ``--rounds R`` each model's settings are timed R
@@ -40,18 +42,20 @@ class Setting:
     name: str
     batch: int
     channels_last: bool
-    bf16: bool
+    amp: torch.dtype | None  # autocast dtype (None: fp32)
 
 
-SETTING_KEYS = ("naive", "fp32", "fp32-cl", "bf16-cl")
+SETTING_KEYS = ("naive", "fp32", "fp32-cl", "bf16-cl", "fp16-cl")
+DEFAULT_SETTINGS = ("naive", "fp32", "fp32-cl", "bf16-cl")
 
 
 def settings(batch: int) -> list[Setting]:
     return [
-        Setting("naive", "naive (fp32, b1)", 1, False, False),
-        Setting("fp32", f"fp32 b{batch}", batch, False, False),
-        Setting("fp32-cl", f"fp32 b{batch} channels-last", batch, True, False),
-        Setting("bf16-cl", f"bf16-mixed b{batch} channels-last", batch, True, True),
+        Setting("naive", "naive (fp32, b1)", 1, False, None),
+        Setting("fp32", f"fp32 b{batch}", batch, False, None),
+        Setting("fp32-cl", f"fp32 b{batch} channels-last", batch, True, None),
+        Setting("bf16-cl", f"bf16-mixed b{batch} channels-last", batch, True, torch.bfloat16),
+        Setting("fp16-cl", f"16-mixed b{batch} channels-last", batch, True, torch.float16),
     ]
 
 
@@ -65,36 +69,47 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def time_steps(model_name: str, s: Setting, size: int, steps: int, warmup: int) -> float:
+def time_steps(
+    model_name: str, s: Setting, size: int, steps: int, warmup: int, device: str = "cpu"
+) -> float:
     """Images per second of full training steps."""
     import abanet
     from abanet.losses import build_loss
 
+    dev = torch.device(device)
     torch.manual_seed(0)
-    model = abanet.create_model(model_name, encoder_weights=None).train()
+    model = abanet.create_model(model_name, encoder_weights=None).to(dev).train()
     if s.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = build_loss("focal+ssim+iou")
-    x = torch.randn(s.batch, 3, size, size)
+    x = torch.randn(s.batch, 3, size, size, device=dev)
     if s.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = (torch.rand(s.batch, 1, size, size) > 0.6).float()
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if s.bf16 else nullcontext()
+    y = (torch.rand(s.batch, 1, size, size, device=dev) > 0.6).float()
+    ctx = torch.autocast(dev.type, dtype=s.amp) if s.amp is not None else nullcontext()
+    scaler = torch.amp.GradScaler(dev.type, enabled=s.amp == torch.float16)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
         with ctx:
             outputs = model(x)
         loss = loss_fn(outputs, y)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     for _ in range(warmup):
         step()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     return steps * s.batch / (time.perf_counter() - start)
 
 
@@ -107,7 +122,8 @@ def main() -> None:
     ap.add_argument("--naive-steps", type=int, default=None, help="timed steps for naive (b1)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--settings", nargs="+", default=list(SETTING_KEYS), choices=SETTING_KEYS)
+    ap.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=SETTING_KEYS)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument(
         "--model-settings",
         nargs="*",
@@ -141,7 +157,7 @@ def main() -> None:
                 steps = args.naive_steps if (s.batch == 1 and args.naive_steps) else args.steps
                 if s.batch == 1 and not args.naive_steps:
                     steps = args.steps * per_batch.get(model_name, args.batch)  # as many images
-                ips = time_steps(model_name, s, args.size, steps, args.warmup)
+                ips = time_steps(model_name, s, args.size, steps, args.warmup, args.device)
                 runs[s.key].append(ips)
                 print(f"{model_name:12s} {s.name:32s} {ips:8.3f} img/s", flush=True)
         base = None

@@ -59,14 +59,17 @@ def batch() -> torch.Tensor:
 
 
 _REAL_AVAILABLE_CORES = devices.available_cores
-# every registered backend that runs on CPU, but compile (slow: a test of its own) and auto
-ON_CPU = [n for n in registry.list_backends("cpu") if n not in ("compile", "auto")]
+# every registered backend that runs on CPU, but compile (slow: a test of its own), auto and int8
+# (calibrated: tests/test_int8.py)
+ON_CPU = [
+    n for n in registry.list_backends("cpu") if n not in ("compile", "auto", "onnxruntime_int8")
+]
 
 
 def test_registry_lists_every_backend_once():
     assert registry.list_backends() == [
         "eager", "eager_fused", "channels_last", "winograd", "bf16", "fp16", "onnxruntime",
-        "compile", "auto",
+        "tensorrt", "onnxruntime_int8", "compile", "auto",
     ]  # fmt: skip
     assert "fp16" not in ON_CPU and "winograd" not in registry.list_backends("cuda")
     for name in registry.list_backends():
@@ -198,8 +201,8 @@ def test_cuda_request_without_cuda_is_a_clear_error(tiny):
 
 def test_unknown_backend_and_device(tiny):
     every = ", ".join(registry.list_backends())
-    with pytest.raises(B.BackendError, match=f"unknown backend 'tensorrt'; choose one of {every}$"):
-        B.create_backend(tiny, "tensorrt")
+    with pytest.raises(B.BackendError, match=f"unknown backend 'openvino'; choose one of {every}$"):
+        B.create_backend(tiny, "openvino")
     with pytest.raises(B.BackendError, match="unknown device 'tpu'"):
         B.create_backend(tiny, "eager", "tpu")
 

@@ -27,6 +27,30 @@ def benchmark(
         False, "--vs-naive", help="Also time the naive reference (eager fp32 batch 1) in this run."
     ),
     threads: int = typer.Option(None, min=1, help="CPU threads (default: every core)."),
+    agreement: Path = typer.Option(
+        None,
+        "--agreement",
+        help="Labelled dataset: also compare the backend's masks with fp32 eager's on it "
+        "(pixel agreement, mean IoU of both).",
+    ),
+    calibration: Path = typer.Option(
+        None,
+        "--calibration",
+        help="onnxruntime_int8: folder of face crops to calibrate on (a dataset root's images/ "
+        "is used); default $ABANET_INT8_CALIBRATION.",
+    ),
+    calibration_count: int = typer.Option(
+        32, "--calibration-count", min=1, help="onnxruntime_int8: calibration images."
+    ),
+    calibration_method: str = typer.Option(
+        "minmax", "--calibration-method", help="onnxruntime_int8: minmax, percentile, entropy."
+    ),
+    keep_float: str = typer.Option(
+        "",
+        "--keep-float",
+        help="onnxruntime_int8: comma-separated node names, or first-conv / last-conv, to keep "
+        "in float.",
+    ),
     json_file: Path = typer.Option(None, "--json", help="Write the result as one JSON object."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
@@ -34,10 +58,20 @@ def benchmark(
     import json
 
     from abanet.cli.options import check_inference_options
-    from abanet.errors import OutputExistsError
+    from abanet.errors import OutputExistsError, UsageError
     from abanet.inference.benchmark import format_result, run_benchmark
 
     check_inference_options(device, backend, None)
+    options = {}
+    if backend == "onnxruntime_int8":
+        options = {
+            "calibration": calibration,
+            "count": calibration_count,
+            "method": calibration_method,
+            "exclude": tuple(k for k in keep_float.split(",") if k),
+        }
+    elif calibration is not None or keep_float:
+        raise UsageError("--calibration and --keep-float apply to --backend onnxruntime_int8 only")
     if json_file is not None and json_file.exists() and not overwrite:
         raise OutputExistsError(f"{json_file}: file exists; pass --overwrite to replace it")
     result = run_benchmark(
@@ -50,6 +84,8 @@ def benchmark(
         warmup=warmup,
         vs_naive=vs_naive,
         num_threads=threads,
+        backend_options=options,
+        agreement=agreement,
         log=lambda msg: typer.echo(msg, err=True),
     )
     typer.echo(format_result(result))

@@ -124,6 +124,8 @@ def run_benchmark(
     num_threads: int | None = None,
     seed: int = 0,
     log: Callable[[str], None] | None = None,
+    backend_options: dict[str, Any] | None = None,
+    agreement: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Time ``backend`` on random ``(batch, 3, size, size)`` inputs; return one flat dict.
 
@@ -132,6 +134,11 @@ def run_benchmark(
     naive_images_per_s, naive_ms_per_image and speedup_vs_naive. With ``vs_naive`` the naive
     reference is timed interleaved with the backend (one naive image after each timed batch), so
     both see the same machine load.
+
+    ``backend_options`` go to the backend's factory (``onnxruntime_int8``: ``calibration``,
+    ``count``, ``method``, ``exclude``). With ``agreement`` (a labelled dataset folder) the
+    backend's masks are also compared with fp32 eager's on it
+    (:func:`abanet.inference.agreement.backend_agreement`): key ``agreement``.
 
     ``peak_mem_mb`` is the growth of resident memory from just before the backend is built to the
     peak of its warm-up runs (its own weight copies or ONNX session plus activations); on CUDA,
@@ -154,7 +161,9 @@ def run_benchmark(
     rss_before = memory.rss_kb()
     say(f"building backend {backend} for {config.name} at {size}x{size}, batch {batch} on {dev}")
     t0 = time.perf_counter()
-    engine: Backend = create_backend(net, backend, dev, size=size, batch=batch)
+    engine: Backend = create_backend(
+        net, backend, dev, size=size, batch=batch, **(backend_options or {})
+    )
     setup_s = time.perf_counter() - t0
     selection = getattr(engine, "selection", None)
     if selection is not None:
@@ -222,6 +231,13 @@ def run_benchmark(
             naive_peak_mem_mb=naive_peak,
             speedup_vs_naive=(batch / median) / (1.0 / naive_median),
         )
+    if agreement is not None:
+        from abanet.inference.agreement import backend_agreement
+
+        say(f"comparing masks with fp32 eager on {agreement}")
+        report = backend_agreement(net, agreement, engine, size=size, batch_size=batch, device=dev)
+        result["agreement"] = report.to_dict()
+        result["agreement_lines"] = report.lines()
     return result
 
 
@@ -245,6 +261,7 @@ def format_result(result: dict[str, Any]) -> str:
             f"{result['naive_images_per_s']:.2f} images/s, {result['naive_ms_per_image']:.1f} "
             f"ms/image -> speed-up {result['speedup_vs_naive']:.2f}x"
         )
+    lines += result.get("agreement_lines", [])
     lines.append(
         f"load average: {result['loadavg_start']} at start, {result['loadavg_end']} at end"
     )

@@ -58,7 +58,8 @@ class Segmenter:
     Args:
         model: shipped name (``"default"``), a weights folder/file, or a loaded model.
         device: ``auto``, ``cpu`` or ``cuda``.
-        backend: inference backend (``auto`` picks the fastest faithful one on this machine).
+        backend: inference backend name (``auto`` picks the fastest faithful one on this machine),
+            or a ready :class:`~abanet.inference.backends.base.Backend` for ``model``.
         threshold: probability threshold (default: the model config's).
         detector: face detector name for full photos, or ``None`` to always segment whole images.
         batch_size: crops per forward pass.
@@ -73,7 +74,7 @@ class Segmenter:
         self,
         model: str | os.PathLike[str] | torch.nn.Module = "default",
         device: str = "auto",
-        backend: str = "auto",
+        backend: str | Backend = "auto",
         threshold: float | None = None,
         detector: str | None = "default",
         batch_size: int = 8,
@@ -94,9 +95,12 @@ class Segmenter:
         self.batch_size = max(1, int(batch_size))
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
-        self.backend_name = backend
         self.num_threads = num_threads
         self._backend: Backend | None = None
+        if isinstance(backend, str):
+            self.backend_name = backend
+        else:
+            self.backend_name, self._backend = backend.name, backend
         self.detector_name = detector
         self._detector: FaceDetector | None = None
 

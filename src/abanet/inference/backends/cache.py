@@ -1,5 +1,5 @@
-"""Where backends cache on disk: the ONNX exports (one file per weights, torch and opset) and
-``auto``'s decisions."""
+"""Where backends cache on disk: the ONNX exports (one file per weights, torch and opset), their
+int8 quantizations and ``auto``'s decisions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from abanet.inference.export import DEFAULT_OPSET
+from abanet.inference.export import DEFAULT_OPSET, export_onnx
 
 
 def cache_dir() -> Path:
@@ -41,3 +41,17 @@ def cached_onnx_path(model: nn.Module, opset: int = DEFAULT_OPSET) -> Path:
     name = getattr(getattr(model, "config", None), "name", type(model).__name__)
     tag = f"{model_fingerprint(model)}-torch{torch.__version__.split('+')[0]}-op{opset}"
     return cache_dir() / "onnx" / f"{name}-{tag}.onnx"
+
+
+def ensure_onnx(model: nn.Module, opset: int = DEFAULT_OPSET) -> Path:
+    """The cached ONNX export of ``model``, exported (atomically) first when missing."""
+    path = cached_onnx_path(model, opset)
+    if not path.is_file():
+        export_onnx(model, path, opset=opset, overwrite=True)
+    return path
+
+
+def cached_int8_path(fp32_path: Path, settings_key: str) -> Path:
+    """Where the int8 quantization of the export ``fp32_path`` is cached; ``settings_key`` is a
+    hash of everything else the result depends on (settings, calibration data, versions)."""
+    return fp32_path.with_name(f"{fp32_path.stem}-int8-{settings_key}.onnx")

@@ -104,6 +104,22 @@ _REGISTRY: dict[str, BackendSpec] = {
             auto_rank={"cpu": 4, "cuda": 4},
         ),
         BackendSpec(
+            "tensorrt",
+            "runtimes:TensorRtBackend",
+            "the ONNX export run by ONNX Runtime's TensorRT execution provider (fp16 engines, "
+            "cached; needs onnxruntime-gpu with TensorRT)",
+            devices=("cuda",),
+        ),
+        BackendSpec(
+            "onnxruntime_int8",
+            "int8:OnnxRuntimeInt8Backend",
+            "the ONNX export statically quantized to int8 by ONNX Runtime (QDQ, per-channel "
+            "weights), calibrated on real crops (--calibration / $ABANET_INT8_CALIBRATION); "
+            "opt-in, judged by mask agreement",
+            devices=("cpu",),
+            needs_shape=True,
+        ),
+        BackendSpec(
             "compile",
             "runtimes:CompiledBackend",
             "torch.compile (inductor; needs a C compiler on CPU; compiles once per input shape)",

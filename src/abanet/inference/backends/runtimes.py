@@ -17,8 +17,8 @@ from torch import nn
 from abanet.errors import BackendError
 from abanet.inference.backends.base import Backend
 from abanet.inference.backends.batchnorm import fold_batchnorm
-from abanet.inference.backends.cache import cached_onnx_path
-from abanet.inference.export import DEFAULT_OPSET, export_onnx
+from abanet.inference.backends.cache import cache_dir, ensure_onnx
+from abanet.inference.export import DEFAULT_OPSET
 
 
 class EagerBackend(Backend):
@@ -97,23 +97,8 @@ class OnnxRuntimeBackend(Backend):
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a declared dependency
             raise BackendError("backend onnxruntime: the onnxruntime package is missing") from exc
-        available = ort.get_available_providers()
-        if device.type == "cuda":
-            if "CUDAExecutionProvider" not in available:
-                raise BackendError(
-                    "backend onnxruntime on cuda: this onnxruntime has no CUDA execution provider "
-                    f"(providers: {', '.join(available)}); install onnxruntime-gpu or use "
-                    "--device cpu"
-                )
-            providers: list[Any] = [
-                ("CUDAExecutionProvider", {"device_id": device.index or 0}),
-                "CPUExecutionProvider",
-            ]
-        else:
-            providers = ["CPUExecutionProvider"]
-        self.onnx_path = Path(onnx_path) if onnx_path else cached_onnx_path(model, opset)
-        if not self.onnx_path.is_file():
-            export_onnx(model, self.onnx_path, opset=opset, overwrite=True)
+        providers = self.providers(device, ort.get_available_providers())
+        self.onnx_path = Path(onnx_path) if onnx_path else ensure_onnx(model, opset)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(num_threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
@@ -122,6 +107,21 @@ class OnnxRuntimeBackend(Backend):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+
+    def providers(self, device: torch.device, available: list[str]) -> list[Any]:
+        """ONNX Runtime execution providers for ``device`` (BackendError when missing)."""
+        if device.type != "cuda":
+            return ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" not in available:
+            raise BackendError(
+                "backend onnxruntime on cuda: this onnxruntime has no CUDA execution provider "
+                f"(providers: {', '.join(available)}); install onnxruntime-gpu or use "
+                "--device cpu"
+            )
+        return [
+            ("CUDAExecutionProvider", {"device_id": device.index or 0}),
+            "CPUExecutionProvider",
+        ]
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
@@ -133,6 +133,27 @@ class OnnxRuntimeBackend(Backend):
             p.replace("ExecutionProvider", "") for p in self.session.get_providers()
         )
         return f"{self.name} ({providers}{self._chunk_note()}) from {self.onnx_path}"
+
+
+class TensorRtBackend(OnnxRuntimeBackend):
+    """The ONNX export run by ONNX Runtime's TensorRT execution provider: fp16 engines, built per
+    input shape and cached under the cache folder's ``tensorrt/``."""
+
+    reduced_precision = True
+
+    def providers(self, device: torch.device, available: list[str]) -> list[Any]:
+        if "TensorrtExecutionProvider" not in available:
+            raise BackendError(
+                "backend tensorrt: this onnxruntime has no TensorRT execution provider "
+                f"(providers: {', '.join(available)}); install onnxruntime-gpu and tensorrt"
+            )
+        options = {
+            "device_id": device.index or 0,
+            "trt_fp16_enable": True,
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache_dir() / "tensorrt"),
+        }
+        return [("TensorrtExecutionProvider", options), *super().providers(device, available)]
 
 
 class NnpackConv2d(nn.Module):
