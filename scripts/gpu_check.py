@@ -6,12 +6,13 @@ environment and a hard time limit); ``--toy`` runs the same code at toy settings
 
 Cells (model x size x batch x backend) are ``abanet benchmark`` runs
 (:func:`abanet.inference.benchmark.run_benchmark`, in this one process so that each model is built
-and exported once). The headline cells (``abanet_r34`` 256x256 batch 64, every backend) and the
-training measurement (``abanet_r34`` with ``16-mixed``) run first, then the rest. A backend that
-cannot run on the machine (no CUDA execution provider in onnxruntime, no TensorRT, no compiler)
-is recorded as skipped with the reason; once the time budget is spent the remaining cells are
-recorded as skipped too. Both files are rewritten after every cell, so a run stopped by the time
-limit still leaves every finished cell.
+once, with the seeded random weights ``abanet benchmark`` gives a registry name). The headline
+cells (``abanet_r34`` 256x256 batch 64, every backend) and the training measurement
+(``abanet_r34`` with ``16-mixed``) run first, then the rest. A backend that cannot run on the
+machine (no CUDA execution provider in onnxruntime, no TensorRT, no compiler) is recorded as
+skipped with the reason; once the time budget is spent the remaining cells are recorded as
+skipped too. Both files are rewritten after every cell, so a run stopped by the time limit still
+leaves every finished cell.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 from abanet.data.atomic import write_bytes_atomic
 from abanet.errors import AbanetError
 from abanet.inference.benchmark import run_benchmark
+from abanet.models.hub import resolve_model
 
 MODELS = ("abanet_r34", "basnet_r34", "abanet_lite")
 SIZES = (256, 512)
@@ -89,6 +91,16 @@ def skip_reason(backend: str, device: str) -> str | None:
     return None
 
 
+_MODELS: dict[str, torch.nn.Module] = {}
+
+
+def built(name: str, device: str) -> torch.nn.Module:
+    """Model ``name`` with seeded random weights (as ``abanet benchmark`` builds it), built once."""
+    if name not in _MODELS:
+        _MODELS[name] = resolve_model(name, device, random_weights=True, seed=0).model
+    return _MODELS[name]
+
+
 def run_cell(model: str, size: int, batch: int, backend: str, args: argparse.Namespace) -> dict:
     row: dict[str, Any] = {"model": model, "size": size, "batch": batch, "backend": backend}
     reason = skip_reason(backend, args.device)
@@ -99,7 +111,7 @@ def run_cell(model: str, size: int, batch: int, backend: str, args: argparse.Nam
     start = time.perf_counter()
     try:
         result = run_benchmark(
-            model,
+            built(model, args.device),
             size=size,
             batch=batch,
             device=args.device,
@@ -108,6 +120,7 @@ def run_cell(model: str, size: int, batch: int, backend: str, args: argparse.Nam
             warmup=args.warmup,
         )
         row.update(status="ok", **{k: v for k, v in result.items() if k not in row})
+        row["model_source"] = "registry, random weights"
     except torch.cuda.OutOfMemoryError as exc:
         row.update(status="failed", reason=f"out of memory: {str(exc).splitlines()[0]}")
     except Exception as exc:  # noqa: BLE001 - record and go on: one failure must not stop the check

@@ -39,7 +39,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 NO_ALBUMENTATIONS_UPDATE=1
-export ABANET_CACHE_DIR="${ABANET_CACHE_DIR:-$out/cache}"
+export ABANET_CACHE_DIR="${ABANET_CACHE_DIR:-${TMPDIR:-/tmp}/abanet-gpu-check-cache}"
 
 if command -v nvidia-smi >/dev/null 2>&1; then
   nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
