@@ -118,26 +118,51 @@ def measure_model(name: str, args: argparse.Namespace, threads: int) -> list[dic
 
 
 def table(rows: list[dict], peaks: dict[int, dict[str, float]]) -> str:
+    """One row per (model, threads): the best faithful fp32 backend, bf16, int8 and the peaks."""
     lines = [
-        "| model | threads | best faithful fp32 | images/s | GFLOP/s | % fp32 peak | int8 images/s "
-        "| int8 / best fp32 | int8 % int8 peak | int8 SQNR dB | median-thr. agreement |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | threads | best faithful fp32 | images/s | GFLOP/s | % fp32 peak | bf16 images/s "
+        "| int8 images/s | int8 / best fp32 | int8 % int8 peak | int8 SQNR dB | median-thr. "
+        "agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r["model"], r["threads"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for model, threads in keys:
-        group = [r for r in rows if (r["model"], r["threads"]) == (model, threads)]
-        fp32 = [r for r in group if r["backend"] != "onnxruntime_int8" and r["faithful"]]
-        best = max(fp32, key=lambda r: r["images_per_s"])
-        q = next(r for r in group if r["backend"] == "onnxruntime_int8")
+        group = {r["backend"]: r for r in rows if (r["model"], r["threads"]) == (model, threads)}
+        fp32 = [r for n, r in group.items() if n not in ("bf16", "onnxruntime_int8")]
+        best = max((r for r in fp32 if r["faithful"]), key=lambda r: r["images_per_s"])
+        q = group["onnxruntime_int8"]
+        bf16 = f"{group['bf16']['images_per_s']:.2f}" if "bf16" in group else "-"
         peak = peaks[threads]
         lines.append(
             f"| {model} | {threads} | {best['backend']} | {best['images_per_s']:.2f} | "
-            f"{best['gflops']:.0f} | {100 * best['gflops'] / peak['fp32']:.0f}% | "
+            f"{best['gflops']:.0f} | {100 * best['gflops'] / peak['fp32']:.0f}% | {bf16} | "
             f"{q['images_per_s']:.2f} | {q['images_per_s'] / best['images_per_s']:.2f}x | "
             f"{100 * q['gflops'] / peak['int8']:.0f}% | {q['sqnr_db']:.1f} | "
             f"{100 * q['median_agreement']:.2f}% |"
         )
     return "\n".join(lines)
+
+
+def peaks_of(kernels: list[dict]) -> dict[str, float]:
+    """The fp32 and int8 peaks (GFLOP/s): the fastest kernel of each kind."""
+    return {
+        "fp32": max(k["gflops"] for k in kernels if "fp32" in k["kernel"]),
+        "int8": max(k["gflops"] for k in kernels if "int8" in k["kernel"]),
+    }
+
+
+def read_rows(path: Path) -> tuple[list[dict], dict[int, dict[str, float]]]:
+    """Rows and peaks (the highest per thread count) from an ``--out`` file."""
+    rows, peaks = [], {}
+    for line in path.read_text().splitlines():
+        item = json.loads(line)
+        if "peak" in item:
+            new = peaks_of(item["peak"])
+            old = peaks.get(item["threads"], new)
+            peaks[item["threads"]] = {k: max(new[k], old[k]) for k in new}
+        else:
+            rows.append(item)
+    return rows, peaks
 
 
 def main() -> None:
@@ -152,17 +177,18 @@ def main() -> None:
     ap.add_argument("--probe", type=int, default=8, help="crops for the logit-error proxy")
     ap.add_argument("--peak-repeats", type=int, default=50)
     ap.add_argument("--out", type=Path, required=True, help="JSON lines, appended")
+    ap.add_argument("--table", action="store_true", help="only print the table of --out")
     args = ap.parse_args()
+    if args.table:
+        print(table(*read_rows(args.out)))
+        return
     peak_script = _peak_module()
     peaks: dict[int, dict[str, float]] = {}
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         load = os.getloadavg()[0]
         kernels = peak_script.measure([threads], args.peak_repeats)
-        peaks[threads] = {
-            "fp32": max(k["gflops"] for k in kernels if "fp32" in k["kernel"]),
-            "int8": max(k["gflops"] for k in kernels if "int8" in k["kernel"]),
-        }
+        peaks[threads] = peaks_of(kernels)
         with args.out.open("a") as fh:
             fh.write(json.dumps({"peak": kernels, "threads": threads, "loadavg": load}) + "\n")
         for model in args.models:
@@ -178,7 +204,7 @@ def main() -> None:
                     flush=True,
                 )
     print(f"peaks (GFLOP/s): {peaks}")
-    print(table(rows, peaks))
+    print(table(*read_rows(args.out)))
 
 
 if __name__ == "__main__":
