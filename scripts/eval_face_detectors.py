@@ -49,6 +49,9 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "blazeface-whole": ("blazeface", {"tiles": False}),
     "blazeface-2+3": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4)]}),
     "blazeface-3": ("blazeface", {"tiles": [(3, 0.45)]}),
+    "blazeface-2+3+4": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4), (4, 0.3)]}),
+    "blazeface-2+4": ("blazeface", {"tiles": [(2, 0.6), (4, 0.3)]}),
+    "blazeface-3+4": ("blazeface", {"tiles": [(3, 0.4), (4, 0.3)]}),
 }
 SWEEP = {
     "ssd": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
@@ -62,6 +65,9 @@ SWEEP = {
     "blazeface-whole": [0.3, 0.5, 0.7],
     "blazeface-2+3": [0.4, 0.5, 0.6, 0.7],
     "blazeface-3": [0.4, 0.5, 0.6, 0.7],
+    "blazeface-2+3+4": [0.4, 0.5, 0.6, 0.7],
+    "blazeface-2+4": [0.4, 0.5, 0.6, 0.7],
+    "blazeface-3+4": [0.4, 0.5, 0.6, 0.7],
 }
 
 # Runs under another interpreter (mediapipe needs numpy<2): prints one JSON line per image.
