@@ -20,9 +20,12 @@ from abanet.faces import (
 )
 from abanet.faces.pipeline import (
     WHOLE_IMAGE_COVER,
+    CropBatcher,
     crop_rule_for,
+    finish_photo,
     is_face_crop,
     mask_score,
+    plan_photo,
 )
 
 
@@ -300,6 +303,88 @@ def test_no_second_pass_at_the_photo_border_or_for_bare_faces() -> None:
     low = BlockSegmenter(high=0.3, low=0.3)  # touches every edge, but no mask
     segment_photo(photo(150, 200), FakeDetector([Face((80, 20, 120, 60), 0.9)]), low)
     assert len(low.seen) == 1
+
+
+class ChinCallsSegmenter(ChinSegmenter):
+    """:class:`ChinSegmenter` that also records the crop sizes of each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[int]] = []
+
+    def __call__(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        self.calls.append([c.shape[0] for c in crops])
+        return super().__call__(crops)
+
+
+def batched_photos() -> list[tuple[np.ndarray, FakeDetector]]:
+    """A photo whose mask goes past its crop, one at the photo's bottom border (no second crop),
+    one without a face, one with two faces (both extended)."""
+    return [
+        (
+            photo(
+                150,
+                200,
+            ),
+            FakeDetector([Face((80, 20, 120, 60), 0.9)]),
+        ),
+        (photo(60, 200), FakeDetector([Face((80, 20, 120, 60), 0.9)])),
+        (photo(150, 200), FakeDetector([])),
+        (
+            photo(150, 200),
+            FakeDetector([Face((20, 30, 60, 70), 0.9), Face((120, 20, 160, 60), 0.8)]),
+        ),
+    ]
+
+
+def test_batched_second_crops_give_the_same_masks_as_one_photo_at_a_time() -> None:
+    single = [segment_photo(img, det, ChinSegmenter()) for img, det in batched_photos()]
+    seg = ChinCallsSegmenter()
+    batcher = CropBatcher(seg)
+    plans = [plan_photo(img, det) for img, det in batched_photos()]
+    done = batcher.drain(list(enumerate(plans)))
+    assert [d.key for d in done] == [0, 1, 2, 3] and not any(d.error for d in done)
+    # all first crops in one call, then the second crops of photos 0 and 3 in one more
+    assert seg.calls == [[40, 40, 40, 40], [60, 60, 60]] and batcher.calls == 2
+    for d, ref in zip(done, single, strict=True):
+        res = finish_photo(d.plan, d.probs, extensions=d.extensions)
+        np.testing.assert_array_equal(res.prob, ref.prob)
+        assert [f.extended for f in res.faces] == [f.extended for f in ref.faces]
+    assert [f.extended for f in single[3].faces] == [True, True] and single[0].faces[0].extended
+
+
+def test_second_crops_share_the_next_photos_call_and_keep_the_order() -> None:
+    seg = ChinCallsSegmenter()
+    batcher = CropBatcher(seg)
+    (img0, det0), (img1, det1) = batched_photos()[0], batched_photos()[1]
+    batcher.add("a", plan_photo(img0, det0))
+    assert batcher.queued == 1 and batcher.run() == []  # its second crop is still to come
+    assert batcher.queued == 1 and batcher.pending == 1
+    batcher.add("b", plan_photo(img1, det1))
+    done = batcher.run()  # a's second crop and b's first crop: one call
+    assert seg.calls == [[40], [60, 40]] and [d.key for d in done] == ["a", "b"]
+    assert done[0].extensions and not done[1].extensions and batcher.pending == 0
+
+
+def test_a_failing_segmenter_fails_the_photos_of_its_call_only() -> None:
+    calls = []
+
+    def flaky(crops: list[np.ndarray]) -> list[np.ndarray]:
+        calls.append(len(crops))
+        if len(calls) == 2:
+            raise DataError("model broke")
+        return ChinSegmenter()(crops)
+
+    batcher = CropBatcher(flaky)
+    (img0, det0), (img1, det1) = batched_photos()[0], batched_photos()[1]
+    batcher.add("a", plan_photo(img0, det0))
+    batcher.run()
+    batcher.add("b", plan_photo(img1, det1))
+    done = batcher.run()
+    assert [(d.key, str(d.error)) for d in done] == [("a", "model broke"), ("b", "model broke")]
+    batcher.add("c", plan_photo(img1, det1))
+    (c,) = batcher.drain()
+    assert c.key == "c" and c.error is None and len(c.probs) == 1
 
 
 # -- whole-image rule ------------------------------------------------------------------------------

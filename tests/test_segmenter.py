@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from abanet.errors import AbanetError
+from abanet.faces.types import Face, FaceDetector
 from abanet.inference.backends import resolve_device
 from abanet.inference.segmenter import Segmenter, to_rgb_array
 from tests.fixtures import LowerHalfModel, write_rgb
@@ -153,22 +154,46 @@ def test_predict_files_bad_file_does_not_break_its_batch(tmp_path) -> None:
     assert len(summary.failed) == 1 and "b.png" in messages[0]
 
 
-def test_predict_batch_shares_passes_across_photos() -> None:
-    from abanet.faces.types import Face, FaceDetector
+class TwoFaces(FaceDetector):
+    name = "two"
 
-    class TwoFaces(FaceDetector):
-        name = "two"
+    def _detect(self, image):
+        return [Face((10, 10, 30, 30), 0.9), Face((60, 10, 80, 30), 0.8)]
 
-        def _detect(self, image):
-            return [Face((10, 10, 30, 30), 0.9), Face((60, 10, 80, 30), 0.8)]
 
-    seg = counting_segmenter(batch_size=8, detector=None)
+def two_faces_segmenter(batch_size: int) -> Segmenter:
+    seg = counting_segmenter(batch_size=batch_size, detector=None)
     seg.detector_name, seg._detector = "two", TwoFaces()
+    return seg
+
+
+def test_predict_batch_shares_passes_across_photos() -> None:
+    seg = two_faces_segmenter(batch_size=8)
     photos = [np.zeros((100, 100, 3), np.uint8) for _ in range(3)]
     masks = seg.predict_batch(photos)
-    # 2 faces x 3 photos in one pass; then, per photo, both faces again in larger crops
+    # 2 faces x 3 photos in one pass; then all of them again in larger crops, in one pass
     # (the stand-in's mask fills each crop's lower half down to its edge: extension_boxes)
-    assert seg.backend.batches == [6, 2, 2, 2]
+    assert seg.backend.batches == [6, 6]
     assert [m.shape for m in masks] == [(100, 100)] * 3
     single = seg.predict(photos[0])
     np.testing.assert_array_equal(masks[0], single)
+
+
+def test_predict_files_second_crops_share_batches_with_the_next_photos(tmp_path) -> None:
+    from abanet.inference.predict import predict_files
+
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        write_rgb(tmp_path / "in" / f"im{i}.png", size=(100, 100), seed=i)
+    seg = two_faces_segmenter(batch_size=4)
+    summary = predict_files(seg, [tmp_path / "in"], tmp_path / "out", report=lambda m: None)
+    assert summary.ok and [p.name for p in summary.written] == ["im0.png", "im1.png", "im2.png"]
+    # photos 0-1: 4 first crops; then their 4 second crops with photo 2's 2 first crops (one
+    # call, two passes of at most 4); then photo 2's second crops. Photo by photo: 6 calls.
+    assert seg.backend.batches == [4, 4, 2, 2]
+    assert summary.profile["stages"]["model"]["calls"] == 4
+    for i in range(3):
+        mask = np.asarray(Image.open(tmp_path / "out" / f"im{i}.png"))
+        single = two_faces_segmenter(batch_size=4).predict(tmp_path / "in" / f"im{i}.png")
+        assert mask.any()
+        np.testing.assert_array_equal(mask, single)

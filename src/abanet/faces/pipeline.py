@@ -33,7 +33,8 @@ face is found at all, nothing is segmented and the mask is empty (``PhotoPlan.no
 
 Per face, the mask score (:func:`mask_score`, read around the mouth) decides whether it wears a
 mask; a bare face's map is emptied. A mask reaching its crop's edge is segmented again in a
-larger crop (:func:`extension_boxes`). docs/faces.md has the measurements.
+larger crop (:func:`extension_boxes`); :class:`CropBatcher` segments those second crops of many
+photos together with the first crops of the next ones. docs/faces.md has the measurements.
 
 Paste-back: each crop's probability map is written into a full-resolution map with ``max``, so
 overlapping faces form a union. ``mask = prob >= threshold``. Per face, ``mask_area`` and
@@ -51,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from abanet.errors import DataError
+from abanet.errors import AbanetError, DataError
 from abanet.faces.types import Face, FaceDetector, as_rgb_image
 
 SegmentCrops = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
@@ -532,26 +533,115 @@ def segment_photo(
     ``detector`` is a :class:`FaceDetector`, a registry name, or ``None`` (segment whole).
     ``segment_crops`` takes a list of RGB uint8 crops and returns one float probability map per
     crop, at the crop's size (the caller's model; sigmoid already applied). The same as
-    :func:`plan_photo`, ``segment_crops(plan.crops)``, :func:`extend_photo`, :func:`finish_photo`.
+    :func:`plan_photo`, a :class:`CropBatcher` (first crops, then the larger crops of
+    :func:`extension_boxes`) and :func:`finish_photo`.
     """
     if not 0.0 <= threshold <= 1.0:
         raise DataError(f"threshold {threshold} is outside [0, 1]")
     plan = plan_photo(image_rgb, detector, whole_image)
-    probs = list(segment_crops(plan.crops)) if plan.crops else []
-    extensions = extend_photo(plan, probs, segment_crops, threshold)
-    return finish_photo(plan, probs, threshold, polygon_epsilon, extensions)
+    (done,) = CropBatcher(segment_crops, threshold).drain([(None, plan)])
+    if done.error is not None:
+        raise done.error
+    return finish_photo(plan, done.probs, threshold, polygon_epsilon, done.extensions)
 
 
-def extend_photo(
-    plan: PhotoPlan,
-    probs: Sequence[np.ndarray],
-    segment_crops: SegmentCrops,
-    threshold: float = 0.5,
-) -> dict[int, tuple[tuple[int, int, int, int], np.ndarray]]:
-    """Segment the larger crops of :func:`extension_boxes`; the ``extensions`` of finish_photo."""
-    boxes = extension_boxes(plan, _check_probs(probs, plan.crops), threshold)
-    if not boxes:
-        return {}
-    crops = [extract_crop(plan.image, b) for b in boxes.values()]
-    maps = _check_probs(segment_crops(crops), crops)
-    return {i: (b, m) for (i, b), m in zip(boxes.items(), maps, strict=True)}
+@dataclass
+class BatchedPhoto:
+    """A photo whose crops the :class:`CropBatcher` has segmented: ready for :func:`finish_photo`.
+
+    ``error`` is set (and the maps are missing) when the segmenter failed on a batch holding one
+    of its crops.
+    """
+
+    key: Any
+    plan: PhotoPlan
+    probs: list[np.ndarray] = field(default_factory=list)
+    extensions: dict[int, tuple[tuple[int, int, int, int], np.ndarray]] = field(
+        default_factory=dict
+    )
+    boxes: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # to segment
+    error: AbanetError | None = None
+    first_done: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.error is not None or (self.first_done and not self.boxes)
+
+
+class CropBatcher:
+    """Segments the crops of many photos in shared ``segment_crops`` calls.
+
+    A photo's first crops are segmented, then the larger crops of the masks that reached their
+    crop's edge (:func:`extension_boxes`). Each :meth:`run` is one ``segment_crops`` call over
+    every crop waiting: the second crops of earlier photos together with the first crops of later
+    ones, so a second pass costs no call of its own. Photos come out in the order they went in.
+    """
+
+    def __init__(self, segment_crops: SegmentCrops, threshold: float = 0.5) -> None:
+        self.segment_crops = segment_crops
+        self.threshold = float(threshold)
+        self._photos: list[BatchedPhoto] = []
+        self.calls = 0  # segment_crops calls made
+
+    def add(self, key: Any, plan: PhotoPlan) -> None:
+        """Queue a photo's first crops; ``key`` comes back with its :class:`BatchedPhoto`."""
+        self._photos.append(BatchedPhoto(key, plan))
+
+    @property
+    def pending(self) -> int:
+        """Photos not yet returned by :meth:`run`."""
+        return len(self._photos)
+
+    @property
+    def queued(self) -> int:
+        """Crops waiting for the next :meth:`run`."""
+        return sum(
+            len(p.boxes) if p.first_done else len(p.plan.crops) for p in self._photos if not p.done
+        )
+
+    def run(self) -> list[BatchedPhoto]:
+        """One ``segment_crops`` call over every waiting crop; returns the photos now complete
+        (leading ones only, in input order)."""
+        work = [p for p in self._photos if not p.done]
+        crops: list[np.ndarray] = []
+        maps: list[np.ndarray] = []
+        for p in work:
+            if p.first_done:
+                crops += [extract_crop(p.plan.image, b) for b in p.boxes.values()]
+            else:
+                crops += p.plan.crops
+        if crops:
+            self.calls += 1
+            try:
+                maps = _check_probs(self.segment_crops(crops), crops)
+            except AbanetError as exc:
+                for p in work:
+                    p.error = exc
+        k = 0
+        for p in work:
+            if p.error is not None:
+                continue
+            if p.first_done:
+                n = len(p.boxes)
+                p.extensions = dict(
+                    zip(p.boxes, zip(p.boxes.values(), maps[k : k + n], strict=True), strict=True)
+                )
+                p.boxes = {}
+            else:
+                n = len(p.plan.crops)
+                p.probs, p.first_done = maps[k : k + n], True
+                p.boxes = extension_boxes(p.plan, p.probs, self.threshold)
+            k += n
+        out = []
+        while self._photos and self._photos[0].done:
+            out.append(self._photos.pop(0))
+        return out
+
+    def drain(self, photos: Sequence[tuple[Any, PhotoPlan]] = ()) -> list[BatchedPhoto]:
+        """Add ``photos`` ``(key, plan)``, run until nothing waits; every photo, in order."""
+        for key, plan in photos:
+            self.add(key, plan)
+        out: list[BatchedPhoto] = []
+        while self.pending:
+            out += self.run()
+        return out

@@ -433,9 +433,11 @@ def predict_jobs(
 
     Pipeline: a thread pool decodes images and finds faces a bounded window ahead of the model;
     the calling thread runs the model on batches of ``segmenter.batch_size`` crops gathered
-    across images; the pool pastes results back and encodes the outputs. ``summary.profile``
-    holds the busy seconds of each stage (:mod:`abanet.inference.profiling`). Ctrl-C stops the
-    run cleanly: ``summary.interrupted`` is set and the summary counts what was written.
+    across images (:class:`~abanet.faces.pipeline.CropBatcher`: the second, larger crops of masks
+    that reach their crop's edge share the batches of the next images' crops); the pool pastes
+    results back and encodes the outputs. ``summary.profile`` holds the busy seconds of each
+    stage (:mod:`abanet.inference.profiling`). Ctrl-C stops the run cleanly:
+    ``summary.interrupted`` is set and the summary counts what was written.
     """
     started = time.perf_counter()
     timer = StageTimer()
@@ -475,10 +477,10 @@ def predict_jobs(
         with detect_lock, timer.stage("detect"):  # time the detector, not the wait for it
             return segmenter.plan(image, whole_image=whole_image)
 
-    def finish(job: PredictJob, paths: dict[str, Path], plan: Any, probs: list) -> tuple:
-        result = segmenter.finish(plan, probs, timer)
+    def finish(job: PredictJob, paths: dict[str, Path], done: Any) -> tuple:
+        result = segmenter.finish(done, timer)
         with timer.stage("encode"):
-            written = write_outputs(paths, plan.image, result, str(job.path), soft, overwrite)
+            written = write_outputs(paths, done.plan.image, result, str(job.path), soft, overwrite)
         return result, written, [p for p in paths.values() if p not in written]
 
     def fail(job: PredictJob, message: str) -> None:
@@ -488,24 +490,16 @@ def predict_jobs(
     window = max(2 * segmenter.batch_size, 2 * workers)  # images decoded ahead of the model
     pool = ThreadPoolExecutor(workers)
     loads: dict[int, Future] = {}
-    pending: list[tuple[PredictJob, dict[str, Path], Any]] = []
+    batcher = segmenter.batcher(timer)
     writes: list[tuple[PredictJob, Future]] = []
 
     def run_model() -> None:
-        crops = [c for _, _, plan in pending for c in plan.crops]
-        try:
-            probs = segmenter.segment_crops(crops, timer) if crops else []
-        except AbanetError as exc:
-            for job, _, _ in pending:
-                fail(job, f"{job.path}: {exc}")
-            pending.clear()
-            return
-        k = 0
-        for job, paths, plan in pending:
-            mine = probs[k : k + len(plan.crops)]
-            k += len(plan.crops)
-            writes.append((job, pool.submit(finish, job, paths, plan, mine)))
-        pending.clear()
+        for done in batcher.run():
+            job, paths = done.key
+            if done.error is not None:
+                fail(job, f"{job.path}: {done.error}")
+            else:
+                writes.append((job, pool.submit(finish, job, paths, done)))
 
     def collect(wait: bool) -> None:
         while writes and (wait or writes[0][1].done()):
@@ -537,11 +531,12 @@ def predict_jobs(
             except AbanetError as exc:
                 fail(job, str(exc))
                 continue
-            pending.append((job, paths, plan))
-            if sum(len(p.crops) for _, _, p in pending) >= segmenter.batch_size:
+            batcher.add((job, paths), plan)
+            if batcher.queued >= segmenter.batch_size:
                 run_model()
             collect(wait=False)
-        run_model()
+        while batcher.pending:
+            run_model()
         collect(wait=True)
     except KeyboardInterrupt:
         summary.interrupted = True

@@ -19,7 +19,13 @@ from PIL import Image
 
 from abanet.data.preprocess import resolve_data_config
 from abanet.errors import AbanetError, ModelError
-from abanet.faces.pipeline import PhotoPlan, PhotoResult
+from abanet.faces.pipeline import (
+    BatchedPhoto,
+    CropBatcher,
+    PhotoPlan,
+    PhotoResult,
+    finish_photo,
+)
 from abanet.inference.profiling import StageTimer
 from abanet.inference.refine import fill_holes, flip_average
 
@@ -158,27 +164,28 @@ class Segmenter:
         detector = None if whole_image else self.detector
         return plan_photo(to_rgb_array(image), detector, whole_image or detector is None)
 
-    def finish(
-        self, plan: PhotoPlan, probs: Sequence[np.ndarray], timer: StageTimer | None = None
-    ) -> PhotoResult:
-        """Paste the crops' maps back at full resolution (step 3 of :meth:`segment`).
+    def batcher(self, timer: StageTimer | None = None) -> CropBatcher:
+        """A :class:`~abanet.faces.pipeline.CropBatcher` on this model: the crops of many photos,
+        first and second (past a crop's edge) crops alike, in shared batches."""
+        return CropBatcher(lambda crops: self.segment_crops(crops, timer), self.threshold)
 
-        Faces whose mask reaches the edge of their crop are first segmented again in a larger
-        crop (:func:`abanet.faces.pipeline.extend_photo`; rare, so done here per photo).
-        """
-        from abanet.faces.pipeline import extend_photo, finish_photo
+    def finish(self, done: BatchedPhoto, timer: StageTimer | None = None) -> PhotoResult:
+        """Paste a batched photo's maps back at full resolution (step 3 of :meth:`segment`)."""
+        if done.error is not None:
+            raise done.error
+        with (timer or StageTimer()).stage("postprocess"):
+            return finish_photo(done.plan, done.probs, self.threshold, extensions=done.extensions)
 
-        timer = timer or StageTimer()
-        extensions = extend_photo(
-            plan, probs, lambda crops: self.segment_crops(crops, timer), self.threshold
-        )
-        with timer.stage("postprocess"):
-            return finish_photo(plan, probs, self.threshold, extensions=extensions)
+    def segment_plans(
+        self, plans: Sequence[PhotoPlan], timer: StageTimer | None = None
+    ) -> list[PhotoResult]:
+        """Full results for planned photos; crops of all of them share forward passes."""
+        batcher = self.batcher(timer)
+        return [self.finish(d, timer) for d in batcher.drain([(None, p) for p in plans])]
 
     def segment(self, image: ImageLike, whole_image: bool = False) -> PhotoResult:
         """Full result for one image: ``PhotoResult`` with ``prob``, ``mask`` and ``faces``."""
-        plan = self.plan(image, whole_image)
-        return self.finish(plan, self.segment_crops(plan.crops))
+        return self.segment_plans([self.plan(image, whole_image)])[0]
 
     def predict(
         self, image: ImageLike, whole_image: bool = False, soft: bool = False
@@ -197,11 +204,8 @@ class Segmenter:
     ) -> list[np.ndarray | Image.Image]:
         """``predict`` for several images; crops of all images share forward passes."""
         plans = [self.plan(im, whole_image) for im in images]
-        probs = self.segment_crops([c for p in plans for c in p.crops])
-        out, k = [], 0
-        for plan, im in zip(plans, images, strict=True):
-            result = self.finish(plan, probs[k : k + len(plan.crops)])
-            k += len(plan.crops)
+        out = []
+        for result, im in zip(self.segment_plans(plans), images, strict=True):
             mask = encode_mask(result, soft)
             out.append(Image.fromarray(mask, mode="L") if isinstance(im, Image.Image) else mask)
         return out

@@ -115,8 +115,7 @@ class FrameSegmenter:
         return PhotoPlan(frame, last.faces, last.boxes, crops)
 
     def _segment(self, plan: PhotoPlan) -> PhotoResult:
-        probs = self.segmenter.segment_crops(plan.crops, self.timer) if plan.crops else []
-        result = self.segmenter.finish(plan, probs, self.timer)
+        result = self.segmenter.segment_plans([plan], self.timer)[0]
         if self._since == 0:
             self._masked = [f.masked for f in result.faces]
         return result

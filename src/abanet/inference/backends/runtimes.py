@@ -105,6 +105,10 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
+        # idle pool threads sleep instead of spinning: in `abanet predict` the face detector runs
+        # beside the model, and spinning threads took its cores (12.6 vs 16.0 CPU ms per crop
+        # at batch 8 on 2 loaded cores; docs/performance.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
 
