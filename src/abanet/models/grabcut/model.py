@@ -66,9 +66,11 @@ def initial_labels(shape: tuple[int, int], landmarks: np.ndarray) -> np.ndarray:
 
 def grabcut_mask(image: np.ndarray, labels: np.ndarray, iterations: int = 5) -> np.ndarray:
     """``cv2.grabCut`` from ``labels`` on an RGB uint8 image; the {0, 1} mask (the initial
-    probably-mask region when GrabCut cannot model the colours, e.g. a flat image)."""
+    probably-mask region when GrabCut cannot model the colours, e.g. a flat image).
+    Deterministic: OpenCV's RNG is seeded before each call."""
     work = labels.copy()
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # its colour models start from k-means on OpenCV's global RNG
     try:
         cv2.grabCut(image, work, None, bgd, fgd, int(iterations), cv2.GC_INIT_WITH_MASK)
     except cv2.error:
