@@ -160,3 +160,15 @@ def test_engine_uses_a_models_own_training_loss() -> None:
     batch = {"image": torch.zeros(1, 3, 32, 32), "mask": torch.zeros(1, 1, 32, 32)}
     assert float(module.training_step(batch, 0)) == 6.0
     assert float(logged["train/probe"]) == 2.0
+
+
+# ------------------------------------------------------------------------------------- FPS
+def test_evaluate_runs_on_the_threads_it_is_given(tmp_path: Path) -> None:
+    """Table 4's FPS: the runner evaluates on ``trainer.cpu_threads`` (not every core)."""
+    from abanet.engine.evaluation import evaluate
+    from tests.fixtures import LowerHalfModel
+
+    data = ellipse_dataset(tmp_path / "d", n=2)
+    torch.set_num_threads(2)
+    res = evaluate(LowerHalfModel(), data, batch_size=1, num_threads=1, structure=False)
+    assert torch.get_num_threads() == 1 and res.summary["images"] == 2

@@ -65,6 +65,7 @@ class Segmenter:
         flip_tta, fill_holes: test-time refinements (:mod:`abanet.inference.refine`); ``None``
             follows the model config.
         size: square side images are resized to (default: the model config's input size).
+        num_threads: CPU threads of the backend (default: every core).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class Segmenter:
         flip_tta: bool | None = None,
         fill_holes: bool | None = None,
         size: int | None = None,
+        num_threads: int | None = None,
     ) -> None:
         from abanet.models.hub import resolve_model
 
@@ -92,6 +94,7 @@ class Segmenter:
         self.flip_tta = bool(cfg.flip_tta if flip_tta is None else flip_tta)
         self.fill_holes = bool(cfg.fill_holes if fill_holes is None else fill_holes)
         self.backend_name = backend
+        self.num_threads = num_threads
         self._backend: Backend | None = None
         self.detector_name = detector
         self._detector: FaceDetector | None = None
@@ -103,7 +106,12 @@ class Segmenter:
             from abanet.inference.backends import create_backend
 
             self._backend = create_backend(
-                self.model, self.backend_name, self.device, size=self.size, batch=self.batch_size
+                self.model,
+                self.backend_name,
+                self.device,
+                size=self.size,
+                batch=self.batch_size,
+                num_threads=self.num_threads,
             )
         return self._backend
 
