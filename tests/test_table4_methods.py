@@ -163,12 +163,15 @@ def test_engine_uses_a_models_own_training_loss() -> None:
 
 
 # ------------------------------------------------------------------------------------- FPS
-def test_evaluate_runs_on_the_threads_it_is_given(tmp_path: Path) -> None:
+def test_evaluate_runs_on_the_threads_it_is_given(tmp_path: Path, monkeypatch) -> None:
     """Table 4's FPS: the runner evaluates on ``trainer.cpu_threads`` (not every core)."""
     from abanet.engine.evaluation import evaluate
+    from abanet.inference.backends import devices
     from tests.fixtures import LowerHalfModel
 
+    monkeypatch.setattr(devices, "available_cores", lambda: 2)
     data = ellipse_dataset(tmp_path / "d", n=2)
-    torch.set_num_threads(2)
+    evaluate(LowerHalfModel(), data, batch_size=1, structure=False)
+    assert torch.get_num_threads() == 2  # the default: every core
     res = evaluate(LowerHalfModel(), data, batch_size=1, num_threads=1, structure=False)
     assert torch.get_num_threads() == 1 and res.summary["images"] == 2
