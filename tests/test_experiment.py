@@ -15,6 +15,7 @@ from abanet.engine.experiments import (
     run_experiment,
 )
 from abanet.errors import AbanetError
+from abanet.models.registry import get_entry
 from tests.fixtures import ellipse_dataset
 
 PRESETS = ["figure7", "table2", "table4", "table5", "table6", "table7", "table8", "table9"]
@@ -41,7 +42,10 @@ def test_every_preset_is_listed_and_builds_valid_configs(tmp_path: Path) -> None
                     assert cfg["trainer"]["max_steps"] == 300 and cfg["input_size"] <= 256
                     assert cfg["model"]["name"] not in SMOKE_SUBSTITUTES
                     assert cfg["model"]["kwargs"].get("encoder_name") in (None, "mobilenet_v2")
-                    assert cfg["model"]["encoder_weights"] == "imagenet"
+                    # ImageNet encoders where the model has one (Table 4's U-Nets and GrabCut
+                    # have none: they are trained from scratch / not trained, as in their papers)
+                    pretrained = get_entry(cfg["model"]["name"]).encoder_weights is not None
+                    assert cfg["model"]["encoder_weights"] == ("imagenet" if pretrained else None)
                 else:
                     assert cfg["batch_size"] == 8 and cfg["optim"]["lr"] == pytest.approx(1e-4)
 
@@ -94,6 +98,22 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
     real = cfgs("table5", "smoke", substitute=False)
     assert {c["model"]["name"] for c in real.values()} == {"abanet_r34"}
     assert load_preset("table4", "full").trials == 5 and load_preset("table4", "smoke").trials == 2
+    # Table 4: the masked-face methods as rows (none left as paper-only numbers), then ABANet
+    t4 = cfgs("table4")
+    assert [c["model"]["name"] for c in t4.values()] == [
+        "din_unet",
+        "grabcut",
+        "geng_unet",
+        "maskrcnn_mbv2",
+        "abanet_r34",
+    ]
+    assert load_preset("table4").paper_only == []
+    assert t4["Geng et al. [21]"]["loss"]["spec"] == "bce"
+    assert t4["Sola and Gera [63]"]["model"]["encoder_weights"] == "imagenet"
+    medium4 = cfgs("table4", "medium")
+    assert medium4["Geng et al. [21]"]["model"]["kwargs"] == {"base_channels": 16}
+    assert medium4["Sola and Gera [63]"]["batch_size"] == 4
+    assert medium4["ABANet"]["model"]["name"] == "abanet_lite"
     # extra training sets join the split dataset; seeds follow the trial number
     spec = load_preset("table9", "full")
     cfg = run_config(
@@ -157,6 +177,13 @@ def test_every_preset_runs_at_smoke_scale(tmp_path: Path, name: str) -> None:
     if name == "table4":
         assert " +- " in text.split("Paper:")[0]  # two trials: mean +- std
         assert "FPS" in text
+        trained = [r["trained"].split(",")[0] for r in res.rows]
+        assert trained == ["din_unet", "grabcut", "geng_unet", "maskrcnn_mbv2", "abanet_lite"]
+        grabcut = json.loads(
+            (tmp_path / "exp" / "Zhang_et_al._23" / "trial1" / "train" / "result.json").read_text()
+        )
+        assert grabcut["global_step"] == 0 and grabcut["exported"] == "untrained"
+        assert all(r["trials"] == 2 and r["scores"]["fps"][0] > 0 for r in res.rows)
 
 
 @pytest.mark.slow

@@ -18,26 +18,48 @@ from abanet.models.summary import count_flops, model_summaries
 SIZE = 64  # smallest size every architecture takes (divisor 32; lite: 64)
 BIGGER = {"pan": 128}  # PAN's pyramid needs more than 64 pixels
 TINY = {"smp": {"encoder_name": "resnet18"}}  # keep smp baselines light in tests (per family)
+TINY_MODEL = {  # ... and per model
+    "din_unet": {"base_channels": 4},
+    "geng_unet": {"base_channels": 4},
+    "maskrcnn_mbv2": {
+        "fpn_channels": 16,
+        "box_head_channels": 32,
+        "mask_head_channels": 16,
+        "box_rois_per_image": 16,
+    },
+}
 OUTPUTS = {"abanet_r34": 8, "basnet_r34": 8, "abanet_lite": 5}  # deep supervision (default 1)
 
 
 def build(name: str) -> abanet.SegmentationModel:
     torch.manual_seed(0)
-    return abanet.create_model(name, **TINY.get(get_entry(name).family, {}))
+    options = {**TINY.get(get_entry(name).family, {}), **TINY_MODEL.get(name, {})}
+    return abanet.create_model(name, **options)
 
 
 # -- the contract: every check runs on every registered model -----------------------------------
 
 
 def check_train_outputs_and_gradients(model: abanet.SegmentationModel, size: int) -> None:
-    """Training mode: a list of logits maps at the input's size, main first; gradients flow."""
+    """Training mode: a list of logits maps at the input's size, main first; gradients flow
+    from the training loss (the model's own when it has one); a model that is not trainable
+    has no parameters at all."""
     model.train()
-    outs = model(torch.randn(2, 3, size, size))
+    x = torch.randn(2, 3, size, size)
+    outs = model(x)
     assert isinstance(outs, list) and outs
     assert len(outs) == OUTPUTS.get(model.config.name, 1)
     for out in outs:
         assert out.shape == (2, 1, size, size)
-    sum(o.mean() for o in outs).backward()
+    if not model.trainable:
+        assert list(model.parameters()) == []
+        return
+    target = torch.zeros(2, 1, size, size)
+    target[:, :, size // 2 :, size // 4 : -size // 4] = 1
+    own = model.training_loss(x, target)
+    loss = sum(o.mean() for o in outs) if own is None else own[0]
+    assert torch.isfinite(loss)
+    loss.backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)  # (PSPNet skips layer4)
     model.zero_grad(set_to_none=True)
@@ -59,6 +81,9 @@ def check_eval_main_output_is_logits(model: abanet.SegmentationModel, size: int)
 
 def check_bad_size_names_nearest_valid(model: abanet.SegmentationModel, size: int) -> None:
     div = model.config.size_divisor
+    if div == 1:  # any size is valid (GrabCut)
+        assert model.predict(torch.zeros(1, 3, 37, 41)).shape == (1, 1, 37, 41)
+        return
     bad = 2 * div + 3
     with pytest.raises(ModelError, match=rf"nearest valid size is {2 * div}x{2 * div}"):
         model.predict(torch.zeros(1, 3, bad, bad))
@@ -153,6 +178,10 @@ def test_registry_carries_encoders_and_weight_sources() -> None:
     rows = {r["name"]: r for r in model_summaries(size=128)}
     assert rows["unet"]["encoder"] == "resnet50" and "imagenet" in rows["unet"]["weights"]
     assert rows["basnet_r34"]["description"] == "BASNet baseline: ABANet without attention gates"
+    # Table 4's methods: GrabCut has nothing to count; Mask R-CNN's ImageNet backbone is offline
+    assert (rows["grabcut"]["params_m"], rows["grabcut"]["gflops"]) == (0.0, None)
+    assert rows["maskrcnn_mbv2"]["weights"] == "imagenet (offline)"
+    assert rows["maskrcnn_mbv2"]["gflops"] > 0
 
 
 def test_registry_lists_at_least_ten_models() -> None:

@@ -32,7 +32,7 @@ def models(
         table.add_row(
             r["name"],
             f"{r['params_m']:.2f}",
-            f"{r['gflops']:.2f}",
+            "-" if r["gflops"] is None else f"{r['gflops']:.2f}",
             r["encoder"],
             r["weights"],
             r["description"],

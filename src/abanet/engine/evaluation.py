@@ -373,6 +373,7 @@ def evaluate(
     fill_holes: bool | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    num_threads: int | None = None,
 ) -> EvalResult:
     """Score ``model`` (a SegmentationModel, a shipped name or a saved folder/file) on the labelled
     pairs of ``data`` (a dataset folder or a list of samples; ``split``+``subset`` pick a part).
@@ -380,7 +381,7 @@ def evaluate(
     Probabilities come from :class:`abanet.Segmenter` on each whole image (the path ``predict``
     uses, with any ``backend`` of it). ``size`` overrides the model's input size; ``threshold``
     its threshold; ``flip_tta`` and ``fill_holes`` its test-time refinements (``None``: as its
-    config says). With ``out`` the files
+    config says); ``num_threads`` the CPU threads (default: every core). With ``out`` the files
     of the module docstring are written there (an existing ``summary.json`` is only replaced with
     ``overwrite``). ``grid`` writes a PNG of ``grid_rows`` images, or the ``grid_worst`` worst by
     IoU. ``compare_grid`` writes the same crops with one error map per model: this one (named
@@ -432,6 +433,7 @@ def evaluate(
         flip_tta=flip_tta,
         fill_holes=fill_holes,
         size=input_size,
+        num_threads=num_threads,
     )
     tta, holes = segmenter.flip_tta, segmenter.fill_holes
     others = [

@@ -455,6 +455,7 @@ def run_experiment(
             batch_size=spec.eval_batch_size,
             device=device,
             overwrite=True,
+            num_threads=cfg["trainer"]["cpu_threads"],  # FPS on the threads training had
         ).summary
         summary["label"] = run.label
         summary["trial"] = t

@@ -1,4 +1,5 @@
-"""The LightningModule: any abanet model + the hybrid loss, per-image validation IoU."""
+"""The LightningModule: any abanet model + the hybrid loss (or the model's own training loss,
+``SegmentationModel.training_loss``), per-image validation IoU."""
 
 from __future__ import annotations
 
@@ -93,8 +94,13 @@ class SegmentationModule(L.LightningModule):
         return x
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        outputs = self.model(self._input(batch))
-        loss = self.loss_fn(outputs, batch["mask"])
+        x = self._input(batch)
+        own = self.model.training_loss(x, batch["mask"])  # a model with its own loss
+        if own is None:
+            loss = self.loss_fn(self.model(x), batch["mask"])
+            parts = self.loss_fn.last_components
+        else:
+            loss, parts = own
         bs = batch["mask"].shape[0]
         self.log(
             "train/loss",
@@ -103,11 +109,12 @@ class SegmentationModule(L.LightningModule):
             on_step=True,
             on_epoch=True,
             batch_size=bs,
-            sync_dist=self.trainer.world_size > 1,  # the epoch mean over every process's batches
+            # the epoch mean over every process's batches (one process outside a Trainer)
+            sync_dist=self._trainer is not None and self.trainer.world_size > 1,
         )
         comps = {
-            f"train/{k}": v
-            for k, v in self.loss_fn.last_components.items()
+            f"train/{k}": v.detach() if isinstance(v, torch.Tensor) else v
+            for k, v in parts.items()
             if k not in ("total",) and not k.endswith("_sum")
         }
         self.log_dict(comps, on_step=True, on_epoch=False, batch_size=bs)

@@ -8,6 +8,8 @@ A run folder holds::
     checkpoints/last.ckpt  the latest state (``--resume`` continues from it)
     csv/version_N/metrics.csv, tb/version_N/   CSV and TensorBoard logs
     model/             the best model: model.safetensors + config.json (``abanet.load_model``)
+                       (a model with ``trainable = False``, e.g. GrabCut, is saved untrained:
+                       the run folder then holds config.yaml, split.json, model/, result.json)
     result.json        paths, best score, steps, timing
 
 In distributed training (``trainer.devices`` x ``trainer.num_nodes`` processes) every process runs
@@ -46,7 +48,7 @@ class TrainResult:
     last_checkpoint: Path | None
     best_score: float | None
     val_scores: dict[str, float] = field(default_factory=dict)  # of the exported weights
-    exported: str = "best"  # which weights RUN/model holds: "best" or "last"
+    exported: str = "best"  # which weights RUN/model holds: "best", "last" or "untrained"
     global_step: int = 0
     epochs: int = 0
     seconds: float = 0.0
@@ -287,6 +289,11 @@ def train(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(saved_cfg, dump_yaml(cfg).encode(), overwrite=True)
         write_split(plan, run_dir / "split.json")
+    if not model.trainable:  # a classical method (GrabCut): saved as it is, evaluated as any
+        result = TrainResult(run_dir, None, None, None, None, split_file=split_file, config=cfg)
+        result.exported, result.model = "untrained", model
+        _export(result, plan.describe(), command)
+        return result
 
     dm = SegmentationDataModule(
         plan,
@@ -335,32 +342,9 @@ def train(
         val_scores = dict(module.last_val_scores)
     seconds = time.perf_counter() - start
 
-    model_dir = None
-    if trainer.is_global_zero:
-        model_dir = run_dir / "model"
-        module.model.eval()
-        module.model.to(memory_format=torch.contiguous_format)
-        module.model.save_pretrained(
-            model_dir,
-            training={
-                "data": plan.describe(),
-                "split_file": str(split_file) if split_file else None,
-                "input_size": int(cfg["input_size"]),
-                "loss": cfg["loss"],
-                "optim": cfg["optim"],
-                "global_step": int(trainer.global_step),
-                "epochs": int(trainer.current_epoch),
-                "seed": int(cfg["seed"]),
-                "exported": export,
-            },
-            val_scores=val_scores,
-            command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            run_dir=str(run_dir),
-            trained_at=datetime.now().isoformat(timespec="seconds"),
-        )
     result = TrainResult(
         run_dir=run_dir,
-        model_dir=model_dir,
+        model_dir=None,
         best_checkpoint=best,
         last_checkpoint=last_ckpt,
         best_score=best_score,
@@ -375,9 +359,40 @@ def train(
         global_rank=int(trainer.global_rank),
     )
     if trainer.is_global_zero:
-        write_bytes_atomic(
-            run_dir / "result.json",
-            (json.dumps(result.to_dict(), indent=2) + "\n").encode(),
-            overwrite=True,
-        )
+        _export(result, plan.describe(), command)
     return result
+
+
+def _export(result: TrainResult, data: Any, command: str | None) -> None:
+    """Write ``RUN/model`` (the weights with what made them) and ``RUN/result.json``."""
+    import torch
+
+    from abanet.data.atomic import write_bytes_atomic
+
+    cfg, model = result.config, result.model
+    result.model_dir = result.run_dir / "model"
+    model.eval()
+    model.to(memory_format=torch.contiguous_format)
+    model.save_pretrained(
+        result.model_dir,
+        training={
+            "data": data,
+            "split_file": str(result.split_file) if result.split_file else None,
+            "input_size": int(cfg["input_size"]),
+            "loss": cfg["loss"] if model.trainable else None,
+            "optim": cfg["optim"] if model.trainable else None,
+            "global_step": result.global_step,
+            "epochs": result.epochs,
+            "seed": int(cfg["seed"]),
+            "exported": result.exported,
+        },
+        val_scores=result.val_scores,
+        command=command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        run_dir=str(result.run_dir),
+        trained_at=datetime.now().isoformat(timespec="seconds"),
+    )
+    write_bytes_atomic(
+        result.run_dir / "result.json",
+        (json.dumps(result.to_dict(), indent=2) + "\n").encode(),
+        overwrite=True,
+    )

@@ -5,6 +5,10 @@
 * ``predict`` returns probabilities (sigmoid of the main output) without gradients.
 * Inputs whose height or width is not a multiple of ``config.size_divisor`` are refused with an
   error naming the nearest valid size.
+* Training: the engine applies the config's loss to every training-mode output, unless
+  ``training_loss`` returns the model's own loss (Mask R-CNN's detection losses). A model with
+  ``trainable = False`` (a classical method such as GrabCut) is not trained at all: ``train``
+  saves it as it is, to be evaluated like any other.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ class SegmentationModel(nn.Module):
     """Base class: subclasses implement ``forward_features`` returning all logits, main first."""
 
     config: ModelConfig
+    #: False for a method without learned parameters: ``train`` saves it untrained.
+    trainable: bool = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -46,6 +52,14 @@ class SegmentationModel(nn.Module):
     def forward_main(self, x: torch.Tensor) -> torch.Tensor:
         """The main output only; subclasses override to skip side branches at inference."""
         return self.forward_all(x)[0]
+
+    def training_loss(
+        self, x: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
+        """The model's own training loss and its named parts for ``x`` and its ground truth
+        ``target`` ``(B, 1, H, W)`` in {0, 1}; ``None`` (the default): the engine applies the
+        config's loss to the training-mode outputs."""
+        return None
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != 3:

@@ -74,6 +74,15 @@ def imagenet_state_dict(encoder: str) -> dict[str, torch.Tensor]:
         ) from exc
 
 
+def refuse_encoder_weights(model_name: str, spec: str | Path | None) -> None:
+    """For models without a pretrained encoder: anything but ``None`` is a ModelError."""
+    if spec is not None:
+        raise ModelError(
+            f"{model_name}: has no ImageNet encoder (it is not pretrained, as in its paper); "
+            "set model.encoder_weights=null"
+        )
+
+
 def resolve_encoder_weights(
     encoder: str, spec: str | Path | None
 ) -> dict[str, torch.Tensor] | None:

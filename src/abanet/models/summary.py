@@ -24,6 +24,20 @@ def count_flops(model: torch.nn.Module, size: int = 256, batch: int = 1) -> int:
     return int(counter.get_total_flops())
 
 
+def model_gflops(name: str, model: torch.nn.Module, size: int) -> float | None:
+    """GFLOPs of ``model`` (built on the meta device); None for a method without parameters
+    (GrabCut: OpenCV, not counted). A detector whose shapes depend on the data (Mask R-CNN)
+    is counted on the CPU with seeded random weights (their proposals and detections)."""
+    if next(model.parameters(), None) is None:
+        return None
+    try:
+        return count_flops(model, size) / 1e9
+    except NotImplementedError:  # data-dependent shapes cannot run on the meta device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return count_flops(create_model(name), size) / 1e9
+
+
 def model_summaries(size: int = 256) -> list[dict[str, Any]]:
     """One row per registered architecture and per shipped trained model."""
     shipped = {}
@@ -46,7 +60,7 @@ def model_summaries(size: int = 256) -> list[dict[str, Any]]:
             {
                 "name": name,
                 "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-                "gflops": count_flops(model, size) / 1e9,
+                "gflops": model_gflops(name, model, size),
                 "encoder": entry.encoder,
                 "weights": "; ".join(weights) or "-",
                 "description": entry.description,
