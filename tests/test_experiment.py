@@ -80,18 +80,20 @@ def test_preset_rows_vary_what_the_paper_varies(tmp_path: Path) -> None:
     ]
     assert [c["loss"]["focal_alpha"] for c in cfgs("figure7").values()] == [0.3, 0.5, 0.75, 0.9]
     t2 = cfgs("table2")
-    assert len(t2) == 18
+    assert len(t2) == 21
+    assert t2["DAD (ResNet50)"]["model"]["name"] == "dad"
     assert t2["Unet++ (VGG19)"]["model"] == {
         **t2["Unet++ (VGG19)"]["model"],
         "name": "unetplusplus",
         "kwargs": {"encoder_name": "vgg19"},
     }
     smoke2 = cfgs("table2", "smoke")
-    assert len(smoke2) == 8
+    assert len(smoke2) == 11
     assert {c["model"]["kwargs"].get("encoder_name") for c in smoke2.values()} == {"resnet18", None}
     # medium: one row per architecture (encoder rows collapse to MobileNetV2), lite stand-ins
     medium2 = cfgs("table2", "medium")
-    assert len(medium2) == 8 and "Unet (VGG19)" not in medium2
+    assert len(medium2) == 11 and "Unet (VGG19)" not in medium2
+    assert medium2["EU-Net (ResNet-34)"]["model"]["kwargs"] == {"encoder_name": "mobilenet_v2"}
     assert medium2["BASNet"]["model"]["kwargs"]["attention_stages"] == []
     assert [c["input_size"] for c in cfgs("table7", "medium").values()] == [64, 128, 256]
     # substitution can be turned off: the real architecture at its smallest smoke size
@@ -203,3 +205,60 @@ def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
     )
     assert cfg["name"] == "abanet_r34" and cfg["input_size"] == 64
     assert res.trained == 1
+
+
+def _two_row_preset(path: Path, second_encoder: str) -> Path:
+    path.write_text(
+        "title: two rows\nrow_header: Model\ncolumns: [iou, f1]\n"
+        "runs:\n"
+        "  - label: good\n    set: {model.name: unet, model.kwargs.encoder_name: resnet18}\n"
+        f"  - label: bad | row\n    set: {{model.name: unet, model.kwargs.encoder_name: "
+        f"{second_encoder}}}\n"
+        "  - label: last\n    set: {model.name: unet, model.kwargs.encoder_name: resnet18}\n"
+    )
+    return path
+
+
+def test_a_failing_row_is_recorded_the_others_run_and_a_rerun_retries_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from abanet.cli.main import app
+
+    data = ellipse_dataset(tmp_path / "d", n=6)
+    out = tmp_path / "exp"
+    preset = _two_row_preset(tmp_path / "two.yaml", "resnet_nope")
+    logs: list[str] = []
+    res = run_experiment(str(preset), data, out, scale="smoke", log=logs.append)
+    # the rows before and after the failing one trained and were scored
+    assert res.trained == 2 and res.failed == ["bad | row"]
+    assert any("bad | row trial 0: failed: unet:" in line for line in logs)
+    table = res.table.read_text()
+    bad = next(line for line in table.splitlines() if line.startswith("| bad \\| row |"))
+    cells = [c.strip() for c in bad.split(" | ")]
+    assert cells[1].startswith('failed: unet: "Wrong encoder name `resnet_nope`')
+    assert cells[1].endswith("...") and cells[2] == "-"  # long messages are cut; no scores
+    assert "| good | " in table and "| last | " in table and "failed" not in table.split("bad")[0]
+    results = json.loads((out / "results.json").read_text())
+    assert results["failed"] == 1
+    rows = {r["label"]: r for r in results["rows"]}
+    assert rows["bad | row"]["trials"] == 0
+    assert rows["bad | row"]["failed"][0]["trial"] == 0
+    assert "Wrong encoder name `resnet_nope`" in rows["bad | row"]["failed"][0]["error"]
+    assert rows["good"]["failed"] == [] and rows["last"]["trials"] == 1
+    error_log = out / "bad_row" / "trial0" / "error.log"
+    assert "Traceback" in error_log.read_text() and "resnet_nope" in error_log.read_text()
+    csv_rows = (out / "results.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("label,trials,") and csv_rows[0].endswith(",failed")
+    assert len(csv_rows) == 4 and "trial 0: unet:" in csv_rows[2]
+    # the command says how many rows failed and exits with 1 (some inputs failed)
+    cli = CliRunner().invoke(
+        app, ["experiment", str(preset), "--data", str(data), "--out", str(out)]
+    )
+    assert cli.exit_code == 1
+    assert "1 of 3 rows failed (bad | row)" in cli.output
+    # fixed, the row is retried on the next run; the finished rows are not trained again
+    _two_row_preset(preset, "resnet18")
+    again = run_experiment(str(preset), data, out, scale="smoke", log=logs.append)
+    assert again.trained == 1 and again.skipped == 2 and again.failed == []
+    assert "failed" not in again.table.read_text() and not error_log.exists()
+    assert json.loads((out / "results.json").read_text())["failed"] == 0

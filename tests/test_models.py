@@ -17,7 +17,8 @@ from abanet.models.summary import count_flops, model_summaries
 
 SIZE = 64  # smallest size every architecture takes (divisor 32; lite: 64)
 BIGGER = {"pan": 128}  # PAN's pyramid needs more than 64 pixels
-TINY = {"smp": {"encoder_name": "resnet18"}}  # keep smp baselines light in tests (per family)
+# keep smp baselines and the other Table 2 methods light in tests (per family)
+TINY = {"smp": {"encoder_name": "resnet18"}, "sota": {"encoder_name": "resnet18"}}
 TINY_MODEL = {  # ... and per model
     "din_unet": {"base_channels": 4},
     "geng_unet": {"base_channels": 4},
@@ -28,7 +29,8 @@ TINY_MODEL = {  # ... and per model
         "box_rois_per_image": 16,
     },
 }
-OUTPUTS = {"abanet_r34": 8, "basnet_r34": 8, "abanet_lite": 5}  # deep supervision (default 1)
+# deep supervision (default 1)
+OUTPUTS = {"abanet_r34": 8, "basnet_r34": 8, "abanet_lite": 5, "einet": 3, "eunet": 5, "dad": 3}
 
 
 def build(name: str) -> abanet.SegmentationModel:
@@ -297,3 +299,70 @@ def test_loading_verifies_the_weights_checksum(tmp_path) -> None:
         load_model(folder)
     with pytest.raises(ModelError, match="does not match its checksum"):
         load_model(weights)  # the header's config carries the checksum too
+
+
+@pytest.mark.parametrize("name", ["einet", "eunet", "dad"])
+def test_table2_methods_take_any_encoder_and_can_drop_side_outputs(name) -> None:
+    """EINet, EU-Net and DAD: the paper's encoder by default, any smp encoder on request (the
+    medium scale runs MobileNetV2 with its offline ImageNet weights); without deep supervision
+    training returns the main output only."""
+    from torchvision.models import mobilenet_v2  # noqa: F401
+
+    from abanet.models.pretrained import offline_weights_path
+
+    assert get_entry(name).encoder == {"eunet": "resnet34"}.get(name, "resnet50")
+    assert get_entry(name).defaults == {"encoder_name": get_entry(name).encoder}
+    model = abanet.create_model(
+        name, encoder_name="mobilenet_v2", encoder_weights="imagenet", deep_supervision=False
+    )
+    reference = torch.load(offline_weights_path("mobilenet_v2"), weights_only=True)
+    key = "features.3.conv.0.0.weight"
+    assert torch.equal(model.encoder.state_dict()[key], reference[key])
+    outs = model.train()(torch.randn(2, 3, SIZE, SIZE))
+    assert len(outs) == 1 and outs[0].shape == (2, 1, SIZE, SIZE)
+    with pytest.raises(ModelError, match=rf"{name}: .*Wrong encoder name"):
+        abanet.create_model(name, encoder_name="resnet_nope")
+
+
+def test_non_local_block_starts_as_identity_and_attends_across_maps() -> None:
+    from abanet.models.blocks import NonLocal2d
+
+    block = NonLocal2d(8, context_channels=4, inter_channels=2).eval()
+    x, context = torch.randn(2, 8, 6, 6), torch.randn(2, 4, 3, 3)
+    assert torch.equal(block(x, context), x)  # W's batch norm starts at zero
+    torch.nn.init.ones_(block.w[1].weight)
+    out = block(x, context)
+    assert out.shape == x.shape and not torch.allclose(out, x)
+    # every query position gathers a softmax-weighted mean of the context's values
+    with torch.no_grad():
+        q = block.theta(x).flatten(2).transpose(1, 2)
+        k, v = block.phi(context).flatten(2), block.g(context).flatten(2).transpose(1, 2)
+        gathered = (torch.softmax(q @ k, dim=-1) @ v).transpose(1, 2).reshape(2, 2, 6, 6)
+        assert torch.allclose(out, x + block.w(gathered), atol=1e-5)
+
+
+def test_every_full_scale_table2_row_builds_and_runs(tmp_path) -> None:
+    """The paper's own encoders, on the meta device (shapes only, no memory); PAN (VGG19) also
+    for real at its smallest size with random weights."""
+    from abanet.engine.experiments import load_preset, run_config
+
+    spec = load_preset("table2", "full")
+    names = set()
+    for run in spec.runs:
+        cfg = run_config(spec, run, "D", "full", 0, tmp_path)
+        kwargs = {**cfg["model"]["kwargs"], "encoder_weights": None}
+        with torch.device("meta"):
+            model = abanet.create_model(cfg["model"]["name"], **kwargs).eval()
+            out = model(torch.zeros(1, 3, cfg["input_size"], cfg["input_size"]))
+        assert out.shape == (1, 1, 256, 256), run.label
+        names.add(cfg["model"]["name"])
+    assert {"einet", "eunet", "dad", "pan", "abanet_r34", "basnet_r34"} <= names
+    pan_vgg = next(r for r in spec.runs if r.label == "PAN (VGG19)")
+    kwargs = run_config(spec, pan_vgg, "D", "full", 0, tmp_path)["model"]["kwargs"]
+    assert kwargs == {"encoder_name": "vgg19", "encoder_output_stride": 32}
+    model = abanet.create_model("pan", **kwargs)
+    assert model.predict(torch.rand(1, 3, 256, 256)).shape == (1, 1, 256, 256)
+    with pytest.raises(ModelError, match="too small; this network needs at least 256x256"):
+        model.predict(torch.rand(1, 3, 128, 128))
+    with pytest.raises(ModelError, match="pass encoder_output_stride=32"):
+        abanet.create_model("pan", encoder_name="vgg19")

@@ -42,7 +42,12 @@ def experiment(
     device: str = typer.Option("auto", "--device", help="Evaluation device (auto, cpu, cuda)."),
     list_only: bool = typer.Option(False, "--list", help="List the runs and exit."),
 ) -> None:
-    """Train and evaluate every row of a paper table; write table.md beside the paper's numbers."""
+    """Train and evaluate every row of a paper table; write table.md beside the paper's numbers.
+
+    A row that fails is recorded and the others run; the exit status is then 1 and the last line
+    says how many rows failed. Running the command again skips finished trials and retries the
+    failed ones.
+    """
     from abanet.engine.experiments import load_preset, run_experiment
 
     if list_only:
@@ -82,3 +87,13 @@ def experiment(
     )
     typer.echo(f"{res.trained} trained, {res.skipped} reused")
     typer.echo(res.table.read_text())
+    if res.failed:
+        from abanet.cli.main import EXIT_FAILED
+
+        typer.echo(
+            f"error: {len(res.failed)} of {len(res.rows)} rows failed ({', '.join(res.failed)}); "
+            f"the errors are in {res.out_dir / 'results.json'}, tracebacks in each trial's "
+            "error.log; run the same command again to retry them",
+            err=True,
+        )
+        raise typer.Exit(EXIT_FAILED)

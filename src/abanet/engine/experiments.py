@@ -21,9 +21,12 @@ of ``set`` at that scale, ``<scale>_base`` on top of ``base``; ``<scale>_trials`
 
 Layout of ``out``: ``<run>/trial<k>/train`` (a training run folder) and ``<run>/trial<k>/eval``
 (``abanet evaluate`` files on the split's test part). A trial whose ``eval/summary.json`` exists is
-skipped, so an interrupted experiment resumes where it stopped. ``table.md``, ``results.csv`` and
-``results.json`` are written at the end, and ``<preset>.png`` when the preset names a
-``figure`` (``bars``: :func:`abanet.plots.bars.bars_figure`, the paper's Figure 7).
+skipped, so an interrupted experiment resumes where it stopped. A trial whose training or
+evaluation raises is recorded as failed (its row shows ``failed: <error>`` in ``table.md`` and
+carries the errors in ``results.json``) and the remaining trials run; a later call retries it.
+``table.md``, ``results.csv`` and ``results.json`` are written at the end, and ``<preset>.png``
+when the preset names a ``figure`` (``bars``: :func:`abanet.plots.bars.bars_figure`, the
+paper's Figure 7).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ import yaml
 from abanet.engine.config import merge, parse_overrides
 from abanet.errors import AbanetError, ConfigError
 from abanet.metrics.structure import STRUCTURE_KEYS
+
+#: A failed trial's traceback, in its trial folder (removed once the trial succeeds).
+ERROR_LOG = "error.log"
 
 SCALES = ("smoke", "medium", "full")
 
@@ -150,6 +156,7 @@ class ExperimentResult:
     trained: int = 0
     skipped: int = 0
     figure: Path | None = None
+    failed: list[str] = field(default_factory=list)  # labels of the rows with a failed trial
 
 
 def list_experiments() -> list[str]:
@@ -331,6 +338,23 @@ def _fmt(key: str, mean: float, std: float) -> str:
     return text
 
 
+def _failed_cell(row: Mapping[str, Any], limit: int = 160) -> str:
+    """``failed: <first error>``; ``failed (trial 0, 2 of 3): ...`` for a row of several trials."""
+    failed = row["failed"]
+    total = row["trials"] + len(failed)
+    which = ", ".join(str(f["trial"]) for f in failed)
+    head = "failed" if total == 1 else f"failed (trial {which} of {total})"
+    error = str(failed[0]["error"])
+    if len(error) > limit:
+        error = error[: limit - 3] + "..."
+    return _md(f"{head}: {error}")
+
+
+def _md(text: Any) -> str:
+    """Text for a Markdown table cell (a ``|`` would end the cell)."""
+    return str(text).replace("|", "\\|")
+
+
 def _paper_cell(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -345,23 +369,26 @@ def render_table(
         ours = head + (["trained model"] if scale != "full" else [])
         lines = [f"### {title}", "", "| " + " | ".join(ours) + " |", "|" + "---|" * len(ours)]
         for r in rows:
-            cells = [_fmt(c, *r["scores"].get(c, (math.nan, math.nan))) for c in columns]
+            if r.get("failed"):
+                cells = [_failed_cell(r), *["-"] * (len(columns) - 1)]
+            else:
+                cells = [_fmt(c, *r["scores"].get(c, (math.nan, math.nan))) for c in columns]
             if scale != "full":
                 cells.append(r.get("trained", ""))
-            lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_md(r['label'])} | " + " | ".join(cells) + " |")
         paper_rows = [r for r in rows if any(c in r["paper"] for c in columns)]
         extra = [p for p in preset.paper_only if any(c in p for c in columns)]
         if paper_rows or extra:
             lines += ["", "Paper:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
             for r in paper_rows:
                 lines.append(
-                    f"| {r['label']} | "
+                    f"| {_md(r['label'])} | "
                     + " | ".join(_paper_cell(r["paper"].get(c)) for c in columns)
                     + " |"
                 )
             for p in extra:
                 lines.append(
-                    f"| {p.get('label', '')} | "
+                    f"| {_md(p.get('label', ''))} | "
                     + " | ".join(_paper_cell(p.get(c)) for c in columns)
                     + " |"
                 )
@@ -391,8 +418,7 @@ def run_experiment(
     log: Callable[[str], None] = print,
 ) -> ExperimentResult:
     """Run (or resume) every trial of every run of ``preset`` on dataset ``data``."""
-    from abanet.engine.evaluation import evaluate, jsonable
-    from abanet.engine.training import train
+    from abanet.engine.evaluation import jsonable
 
     spec = load_preset(preset, scale)
     n_trials = int(trials) if trials is not None else spec.trials
@@ -420,6 +446,7 @@ def run_experiment(
     trained = skipped = 0
     trained_as = {run.label: _describe_model(cfg) for run, t, rd, cfg in plans}
     results: dict[str, list[dict[str, Any]]] = {r.label: [] for r in spec.runs}
+    failures: dict[str, list[dict[str, Any]]] = {r.label: [] for r in spec.runs}
     for i, (run, t, rd, cfg) in enumerate(plans, start=1):
         summary_path = rd / "eval" / "summary.json"
         tag = f"[{i}/{len(plans)}] {run.label} trial {t}"
@@ -428,37 +455,16 @@ def run_experiment(
             results[run.label].append(json.loads(summary_path.read_text()))
             skipped += 1
             continue
-        train_dir = Path(cfg["out"])
-        model_dir = train_dir / "model"
-        split_file = train_dir / "split.json"
-        if not (model_dir / "model.safetensors").is_file():
-            resume = (train_dir / "checkpoints" / "last.ckpt").is_file()
-            log(f"{tag}: training {cfg['model']['name']} ({'resuming' if resume else 'new'})")
-            res = train(cfg, resume=resume, command=f"abanet experiment {spec.name} ({run.label})")
-            model: Any = res.model if res.model is not None else res.model_dir
-            split_file = res.split_file or split_file
-            trained += 1
-        else:
-            model = model_dir
-        subset = "test"
-        if split_file.is_file():
-            names = json.loads(split_file.read_text())
-            if not names.get("test"):
-                subset = "val"
-        log(f"{tag}: evaluating on the {subset} images")
-        summary = evaluate(
-            model,
-            data,
-            rd / "eval",
-            split=split_file if split_file.is_file() else None,
-            subset=subset,
-            batch_size=spec.eval_batch_size,
-            device=device,
-            overwrite=True,
-            num_threads=cfg["trainer"]["cpu_threads"],  # FPS on the threads training had
-        ).summary
-        summary["label"] = run.label
-        summary["trial"] = t
+        try:
+            summary, did_train = _run_trial(spec, run, t, rd, cfg, data, device, tag, log)
+        except Exception as exc:  # noqa: BLE001 - one row's failure must not stop the table
+            error = error_text(exc)
+            log(f"{tag}: failed: {error}")
+            _write_error_log(rd, exc)
+            failures[run.label].append({"trial": t, "error": error})
+            continue
+        (rd / ERROR_LOG).unlink(missing_ok=True)
+        trained += did_train
         results[run.label].append(summary)
 
     rows = []
@@ -477,37 +483,22 @@ def run_experiment(
                 "paper": run.paper,
                 "images": summaries[0]["images"] if summaries else 0,
                 "trained": trained_as[run.label],
+                "failed": failures[run.label],
             }
         )
-    note = (
-        f"Data: `{data}`; {n_trials} trial(s) per row; test images per trial: "
-        f"{rows[0]['images'] if rows else 0}."
-    )
+    images = next((r["images"] for r in rows if r["trials"]), 0)
+    note = f"Data: `{data}`; {n_trials} trial(s) per row; test images per trial: {images}."
     text = render_table(spec, rows, scale, note)
     from abanet.data.atomic import write_bytes_atomic
 
     table = write_bytes_atomic(out_dir / "table.md", text.encode(), overwrite=True)
-    flat = []
-    for r in rows:
-        row = {"label": r["label"], "trials": r["trials"]}
-        for k, (m, s) in sorted(r["scores"].items()):
-            row[k] = m
-            row[f"{k}_std"] = s
-        flat.append(row)
-    cols = ["label", "trials"] + sorted({k for r in flat for k in r} - {"label", "trials"})
-    lines = [",".join(cols)] + [
-        ",".join(
-            "" if (isinstance(r.get(c), float) and math.isnan(r[c])) else str(r.get(c, ""))
-            for c in cols
-        )
-        for r in flat
-    ]
-    write_bytes_atomic(out_dir / "results.csv", ("\n".join(lines) + "\n").encode(), overwrite=True)
+    write_bytes_atomic(out_dir / "results.csv", _results_csv(rows).encode(), overwrite=True)
     payload = {
         "preset": spec.name,
         "scale": scale,
         "data": str(data),
         "trials": n_trials,
+        "failed": sum(len(f) for f in failures.values()),
         "rows": [{**r, "scores": {k: list(v) for k, v in r["scores"].items()}} for r in rows],
     }
     write_bytes_atomic(
@@ -516,7 +507,96 @@ def run_experiment(
         overwrite=True,
     )
     log(f"table: {table}")
+    failed = [r["label"] for r in rows if r["failed"]]
     figure = write_figure(spec, rows, out_dir) if spec.figure else None
     if figure is not None:
         log(f"figure: {figure}")
-    return ExperimentResult(out_dir, rows, table, trained, skipped, figure)
+    return ExperimentResult(out_dir, rows, table, trained, skipped, figure, failed)
+
+
+def _run_trial(
+    spec: Preset,
+    run: RunSpec,
+    t: int,
+    rd: Path,
+    cfg: dict[str, Any],
+    data: str | os.PathLike[str],
+    device: str,
+    tag: str,
+    log: Callable[[str], None],
+) -> tuple[dict[str, Any], bool]:
+    """Train (or resume, or reuse) and evaluate one trial; its summary and whether it trained."""
+    from abanet.engine.evaluation import evaluate
+    from abanet.engine.training import train
+
+    train_dir = Path(cfg["out"])
+    model_dir = train_dir / "model"
+    split_file = train_dir / "split.json"
+    did_train = False
+    if not (model_dir / "model.safetensors").is_file():
+        resume = (train_dir / "checkpoints" / "last.ckpt").is_file()
+        log(f"{tag}: training {cfg['model']['name']} ({'resuming' if resume else 'new'})")
+        res = train(cfg, resume=resume, command=f"abanet experiment {spec.name} ({run.label})")
+        model: Any = res.model if res.model is not None else res.model_dir
+        split_file = res.split_file or split_file
+        did_train = True
+    else:
+        model = model_dir
+    subset = "test"
+    if split_file.is_file():
+        names = json.loads(split_file.read_text())
+        if not names.get("test"):
+            subset = "val"
+    log(f"{tag}: evaluating on the {subset} images")
+    summary = evaluate(
+        model,
+        data,
+        rd / "eval",
+        split=split_file if split_file.is_file() else None,
+        subset=subset,
+        batch_size=spec.eval_batch_size,
+        device=device,
+        overwrite=True,
+        num_threads=cfg["trainer"]["cpu_threads"],  # FPS on the threads training had
+    ).summary
+    summary["label"] = run.label
+    summary["trial"] = t
+    return summary, did_train
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a failed trial: the message of an abanet error, else ``Type: message``."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, AbanetError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _write_error_log(rd: Path, exc: BaseException) -> None:
+    import traceback
+
+    from abanet.data.atomic import write_bytes_atomic
+
+    rd.mkdir(parents=True, exist_ok=True)
+    text = "".join(traceback.format_exception(exc))
+    write_bytes_atomic(rd / ERROR_LOG, text.encode(), overwrite=True)
+
+
+def _results_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """One line per row: mean and std of every score, and the errors of failed trials."""
+    import csv
+    import io
+
+    flat = []
+    for r in rows:
+        row: dict[str, Any] = {"label": r["label"], "trials": r["trials"]}
+        for k, (m, s) in sorted(r["scores"].items()):
+            row[k], row[f"{k}_std"] = ("" if math.isnan(m) else m), ("" if math.isnan(s) else s)
+        row["failed"] = "; ".join(f"trial {f['trial']}: {f['error']}" for f in r["failed"])
+        flat.append(row)
+    scores = sorted({k for r in flat for k in r} - {"label", "trials", "failed"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, ["label", "trials", *scores, "failed"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(flat)
+    return buf.getvalue()

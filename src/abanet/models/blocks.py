@@ -1,4 +1,5 @@
-"""Building blocks shared by the ABANet family: conv-BN-ReLU, attention gate, refinement module."""
+"""Building blocks shared by the architectures: conv-BN-ReLU, attention gate, refinement module,
+non-local attention."""
 
 from __future__ import annotations
 
@@ -87,3 +88,47 @@ class RefinementModule(nn.Module):
         for block, skip in zip(self.up, reversed(skips), strict=True):
             h = block(torch.cat([upsample_like(h, skip), skip], dim=1))
         return logits + self.head(h)
+
+
+class NonLocal2d(nn.Module):
+    """Non-local attention (Wang et al. 2018, embedded Gaussian): each position of ``x`` gathers
+    from every position of ``context`` (``x`` itself by default).
+
+    ``out = x + W(softmax(theta(x) phi(c)^T) g(c))``: theta, phi and g are 1x1 convs to
+    ``inter_channels`` (half of ``channels`` by default), W a 1x1 conv back to ``channels`` and a
+    batch norm initialised to zero, so the block starts as the identity. ``subsample`` max-pools
+    the keys and values by 2 (the original's cheaper form).
+
+    Shape:
+        - x: ``(B, C, H, W)``; context: ``(B, C_c, H_c, W_c)``
+        - output: ``(B, C, H, W)``
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        context_channels: int | None = None,
+        inter_channels: int | None = None,
+        subsample: bool = False,
+    ) -> None:
+        super().__init__()
+        inter = inter_channels or max(channels // 2, 1)
+        ctx = context_channels or channels
+        self.subsample = subsample
+        self.theta = nn.Conv2d(channels, inter, 1)
+        self.phi = nn.Conv2d(ctx, inter, 1)
+        self.g = nn.Conv2d(ctx, inter, 1)
+        self.w = nn.Sequential(nn.Conv2d(inter, channels, 1), nn.BatchNorm2d(channels))
+        nn.init.zeros_(self.w[1].weight)
+        nn.init.zeros_(self.w[1].bias)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        c = x if context is None else context
+        key, value = self.phi(c), self.g(c)
+        if self.subsample and min(c.shape[-2:]) >= 2:
+            key, value = F.max_pool2d(key, 2), F.max_pool2d(value, 2)
+        query = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, inter)
+        out = F.scaled_dot_product_attention(
+            query, key.flatten(2).transpose(1, 2), value.flatten(2).transpose(1, 2), scale=1.0
+        )
+        return x + self.w(out.transpose(1, 2).reshape(x.shape[0], -1, *x.shape[-2:]))

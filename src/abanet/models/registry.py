@@ -27,8 +27,9 @@ class ModelEntry:
         name: the builder's function name.
         builder: ``builder(config, **options) -> SegmentationModel``.
         description: one line (the builder docstring's first line).
-        family: ``abanet``, ``lite``, ``smp``, ``maskface`` (the masked-face methods of the
-            paper's Table 4) or ``classical`` (no learned parameters).
+        family: ``abanet``, ``lite``, ``smp``, ``sota`` (the other methods of Table 2),
+            ``maskface`` (the masked-face methods of the paper's Table 4) or ``classical``
+            (no learned parameters).
         encoder: the encoder it builds by default (e.g. ``resnet34``).
         encoder_weights: where ``encoder_weights="imagenet"`` comes from without an offline
             package (``torchvision`` or ``smp``; both download), None where there are none.
@@ -68,6 +69,9 @@ def register_model(
 def _ensure_loaded() -> None:
     # Importing the architecture packages registers their builders.
     import abanet.models.abanet  # noqa: F401
+    import abanet.models.dad  # noqa: F401
+    import abanet.models.einet  # noqa: F401
+    import abanet.models.eunet  # noqa: F401
     import abanet.models.grabcut  # noqa: F401
     import abanet.models.lite  # noqa: F401
     import abanet.models.maskrcnn  # noqa: F401
@@ -76,7 +80,8 @@ def _ensure_loaded() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
-    """Registered model names, sorted; optionally one family (``abanet``, ``lite``, ``smp``...)."""
+    """Registered model names, sorted; optionally one family (``abanet``, ``lite``, ``smp``,
+    ``sota``, ``maskface``, ``classical``)."""
     _ensure_loaded()
     return sorted(n for n, e in _REGISTRY.items() if family is None or e.family == family)
 

@@ -12,7 +12,7 @@ import torch
 from abanet.errors import ModelError
 from abanet.models.base import SegmentationModel
 from abanet.models.config import ModelConfig
-from abanet.models.pretrained import offline_weights_path, resolve_encoder_weights
+from abanet.models.encoders import load_encoder_weights
 from abanet.models.registry import register_model
 
 # registry name -> (smp class name, description)
@@ -48,34 +48,22 @@ class SmpModel(SegmentationModel):
                 arch, encoder_name=encoder_name, encoder_weights=None, classes=1, **smp_kwargs
             )
         except (KeyError, ValueError) as exc:
-            raise ModelError(f"{config.name}: {exc}") from exc
+            hint = ""
+            if "dilated" in str(exc) and "encoder_output_stride" not in smp_kwargs:
+                hint = " (pass encoder_output_stride=32 to run the encoder undilated)"
+            raise ModelError(f"{config.name}: {exc}{hint}") from exc
         if encoder_weights is not None:
-            self._load_encoder(encoder_name, encoder_weights)
+            load_encoder_weights(self.net.encoder, encoder_name, encoder_weights, config.name)
+        # PAN's feature pyramid attention pools its deepest map three times by 2
+        self.min_size = 8 * int(smp_kwargs.get("encoder_output_stride", 16)) if arch == "PAN" else 0
 
-    def _load_encoder(self, encoder_name: str, spec: str | Path) -> None:
-        if str(spec) == "imagenet" and offline_weights_path(encoder_name) is None:
-            import segmentation_models_pytorch as smp
-
-            try:  # smp's own download (needs a network)
-                weights = smp.encoders.get_encoder(encoder_name, weights="imagenet").state_dict()
-            except Exception as exc:  # noqa: BLE001
-                raise ModelError(
-                    f"ImageNet weights for smp encoder {encoder_name} are not installed and could "
-                    f"not be downloaded ({type(exc).__name__}); pass encoder_weights=PATH or None"
-                ) from exc
-        else:
-            weights = resolve_encoder_weights(encoder_name, spec) or {}
-        weights = {k: v for k, v in weights.items() if not k.startswith(("fc.", "classifier."))}
-        own = self.net.encoder.state_dict()
-        # some smp encoders override load_state_dict and return None: compare the keys here
-        missing = [k for k in own if k not in weights]
-        unexpected = [k for k in weights if k not in own]
-        if unexpected or len(missing) == len(own):
+    def check_input(self, x: torch.Tensor) -> None:
+        super().check_input(x)
+        if min(int(x.shape[-2]), int(x.shape[-1])) < self.min_size:
             raise ModelError(
-                f"{self.config.name}: encoder weights do not fit {encoder_name} "
-                f"({len(unexpected)} unexpected, {len(missing)} missing keys)"
+                f"{self.config.name}: input size {x.shape[-2]}x{x.shape[-1]} is too small; "
+                f"this network needs at least {self.min_size}x{self.min_size}"
             )
-        self.net.encoder.load_state_dict(weights, strict=False)
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.net(x)]
