@@ -94,3 +94,27 @@ def test_cli_export_unknown_format(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     assert "unsupported format 'tflite'" in result.output
+
+
+def test_a_model_the_exporter_refuses_gives_one_line(tmp_path) -> None:
+    # smp PSPNet pools to a fixed size from a dynamic input: torch's ONNX exporter refuses it
+    model = abanet.create_model("pspnet", encoder_name="resnet18")
+    with pytest.raises(ExportError) as err:
+        export_onnx(model, tmp_path / "psp.onnx", size=64)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 400
+    assert message.startswith("pspnet: cannot be exported to ONNX (")
+    assert "adaptive_avg_pool2d" in message and "eager" in message
+    assert not (tmp_path / "psp.onnx").exists()
+
+
+def test_a_classical_method_runs_on_eager_only() -> None:
+    import torch
+
+    from abanet.errors import BackendError
+    from abanet.inference.backends import create_backend
+
+    model = abanet.create_model("grabcut")
+    with pytest.raises(BackendError, match=r"^grabcut: a classical method .* use --backend eager$"):
+        create_backend(model, "onnxruntime", torch.device("cpu"), size=64, batch=1)
+    assert create_backend(model, "eager", torch.device("cpu")).name == "eager"

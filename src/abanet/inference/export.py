@@ -78,17 +78,25 @@ def export_onnx(
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer and deprecation chatter
-        torch.onnx.export(
-            model,
-            (example,),
-            buffer,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": dynamic, "logits": dynamic},
-            opset_version=int(opset),
-            do_constant_folding=True,
-            dynamo=False,
-        )
+        try:
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": dynamic, "logits": dynamic},
+                opset_version=int(opset),
+                do_constant_folding=True,
+                dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - the exporter's errors carry pages of graph
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = reason.split(". Please")[0][:200]
+            raise ExportError(
+                f"{_model_name(model)}: cannot be exported to ONNX ({reason}); "
+                "use an eager backend (eager, eager_fused, channels_last)"
+            ) from exc
     props = {}
     if config is not None and hasattr(config, "to_dict"):
         props["abanet_config"] = json.dumps(config.to_dict(), default=str)

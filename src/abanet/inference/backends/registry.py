@@ -190,6 +190,12 @@ def build_backend(
     shape.
     """
     spec = check_backend(name, device.type)
+    if not getattr(model, "trainable", True) and name not in ("eager", "auto"):
+        mname = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise BackendError(
+            f"{mname}: a classical method (no network to compile or export) runs on the eager "
+            f"backend only, not {name}; use --backend eager"
+        )
     model = model.to(device).eval()
     factory = spec.load()
     if spec.needs_shape:
