@@ -358,6 +358,27 @@ def test_auto_picks_the_fastest_faithful_and_caches_it(tmp_path, monkeypatch):
     assert fresh.from_cache is None
 
 
+def test_auto_measures_again_when_a_loaded_decision_meets_a_quiet_machine(tmp_path, monkeypatch):
+    # the rule by hand: half the cores busy then, quieter by half a core now
+    assert auto.measured_under_load(1.9, 1.3, 2) and auto.measured_under_load(1.0, 0.5, 2)
+    assert not auto.measured_under_load(1.9, 1.5, 2)  # about as loaded: keep it
+    assert not auto.measured_under_load(0.6, 0.0, 2)  # timed on a quiet machine: keep it
+    assert not auto.measured_under_load(None, 0.0, 2)  # older cache entries carry no load
+    monkeypatch.setattr(auto, "available_cores", lambda: 2)
+    load = {"now": 1.9}
+    monkeypatch.setattr(auto, "loadavg", lambda: load["now"])
+    tiny = TinyNet().eval()
+    kwargs = dict(size=32, batch=1, candidates=["eager", "slightly_off"])
+    B.select_backend(tiny, "cpu", **kwargs)  # timed at 1.9 (not busy enough to stay off disk)
+    B.clear_auto_cache()
+    load["now"] = 1.5
+    assert B.select_backend(tiny, "cpu", **kwargs)[1].from_cache == "disk"
+    B.clear_auto_cache()
+    load["now"] = 0.3
+    _, fresh = B.select_backend(tiny, "cpu", **kwargs)
+    assert fresh.from_cache is None and fresh.loadavg == 0.3
+
+
 def test_auto_keeps_busy_machine_decisions_in_memory_only(tmp_path, monkeypatch):
     monkeypatch.setattr(auto, "loadavg", lambda: 50.0)
     tiny = TinyNet().eval()

@@ -372,10 +372,21 @@ def _cached_selection(
                 sel = AutoSelection(**{**entry, "candidates": cands})
             except TypeError:
                 return None
+            if measured_under_load(sel.loadavg, loadavg(), available_cores()):
+                return None  # timed on a busy machine that is quiet now: measure again
             sel.from_cache = "disk"
             _AUTO_MEMORY[key] = sel
             return sel
     return None
+
+
+def measured_under_load(then: float | None, now: float | None, cores: int) -> bool:
+    """Whether a cached choice was timed while other work held half the cores or more and the
+    machine is now quieter by half a core or more (timings taken under load can rank backends
+    differently: on 2 loaded cores ONNX Runtime once measured 3x slower than on a quiet one)."""
+    if then is None or now is None:
+        return False
+    return then >= 0.5 * cores and now <= then - 0.5
 
 
 def _still_faithful(
