@@ -304,6 +304,33 @@ def liars(monkeypatch):
         monkeypatch.setitem(registry._REGISTRY, name, BackendSpec(name, factory, "a test backend"))
 
 
+class _Steady(_Unfaithful):
+    """Faithful, with a fixed cost per call (``delay`` seconds) that dwarfs the tiny net's."""
+
+    delay = 0.0
+
+    def logits(self, x):
+        time.sleep(self.delay)
+        return self.model(x)
+
+
+def test_auto_prefers_a_nearly_as_fast_backend_when_asked(monkeypatch):
+    for name, delay in (("steady_20ms", 0.020), ("steady_22ms", 0.022), ("steady_60ms", 0.060)):
+        factory = type(name, (_Steady,), {"delay": delay})
+        monkeypatch.setitem(registry._REGISTRY, name, BackendSpec(name, factory, "a test backend"))
+    model = TinyNet(delay=0.1).eval()  # eager: far slower than all three
+    kwargs = dict(
+        size=32, batch=1, candidates=["eager", "steady_20ms", "steady_22ms", "steady_60ms"]
+    )
+    kwargs["disk_cache"] = False
+    # 1.1x the fastest is within the margin; 3x is not
+    assert auto.PREFER_MARGIN == 1.25
+    _, sel = B.select_backend(model, "cpu", prefer=("steady_22ms",), **kwargs)
+    assert sel.chosen == "steady_22ms"
+    _, sel = B.select_backend(model, "cpu", prefer=("steady_60ms",), **kwargs)
+    assert sel.chosen in ("steady_20ms", "steady_22ms") and sel.from_cache is None
+
+
 @pytest.mark.usefixtures("liars")
 def test_auto_rejects_an_unfaithful_backend():
     model = TinyNet(delay=0.05).eval()  # eager is slow, the liar is fast

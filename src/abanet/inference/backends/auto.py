@@ -34,6 +34,10 @@ MIN_PIXEL_AGREEMENT = 0.995
 MAX_PROB_DIFF = 0.01
 
 
+#: ``prefer`` backends win when at most this much slower than the fastest (alone on the model).
+PREFER_MARGIN = 1.25
+
+
 @dataclass
 class CandidateResult:
     """How one backend did on the calibration batch."""
@@ -212,9 +216,12 @@ def select_backend(
     repeats: int = 2,
     use_cache: bool = True,
     disk_cache: bool = True,
+    prefer: Sequence[str] = (),
 ) -> tuple[Backend, AutoSelection]:
     """Measure ``candidates`` (default: the registry's for the device) on a calibration batch;
-    return the fastest faithful backend.
+    return the fastest faithful backend, or a faithful ``prefer`` backend within
+    :data:`PREFER_MARGIN` of it (a caller that knows its context: the full-photo pipeline prefers
+    ONNX Runtime, whose idle threads leave the face detector its cores).
 
     A candidate is faithful when its probabilities give the same binary mask as fp32 eager on
     >= 99.5% of pixels and differ by at most 0.01 anywhere. ``eager`` is always faithful and is
@@ -230,8 +237,11 @@ def select_backend(
     if "eager" not in names:
         names.insert(0, "eager")
     registered = set(list_backends()) - {"auto"}
-    key = _auto_key(model, size, batch, dev)
-    disk_key = "|".join(map(str, key)) + "|" + _machine_signature(dev) + "|" + ",".join(names)
+    prefer = tuple(prefer)
+    key = (*_auto_key(model, size, batch, dev), prefer)
+    disk_key = "|".join(map(str, key[:-1])) + "|" + _machine_signature(dev) + "|" + ",".join(names)
+    if prefer:
+        disk_key += "|prefer=" + ",".join(prefer)
 
     cached = _cached_selection(key, disk_key, use_cache, disk_cache)
     if cached is not None and cached.chosen in registered:
@@ -310,6 +320,10 @@ def select_backend(
     for cfg in configs:
         if timings[cfg] < timings[chosen] * 0.97:
             chosen = cfg
+    for name in prefer:  # the caller's context favours it, if it is nearly as fast
+        if (name, None) in timings and timings[(name, None)] <= timings[chosen] * PREFER_MARGIN:
+            chosen = (name, None)
+            break
     selection = AutoSelection(
         chosen=chosen[0],
         size=size,
