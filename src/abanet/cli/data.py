@@ -270,10 +270,14 @@ def filter_cmd(
     are kept. A rerun resumes from the report.
     """
     from rich.console import Console
-    from rich.progress import track
 
     from abanet.cli.main import EXIT_FAILED
-    from abanet.cli.options import check_choice, check_inference_options, check_out_dir
+    from abanet.cli.options import (
+        check_choice,
+        check_inference_options,
+        check_out_dir,
+        track_items,
+    )
     from abanet.data.photo_filter import PLACE_MODES, filter_photos
     from abanet.faces.pipeline import MIN_MASK_SCORE
     from abanet.inference.segmenter import Segmenter
@@ -284,8 +288,7 @@ def filter_cmd(
     check_out_dir(out)
     segmenter = Segmenter(model, device=device, backend=backend, detector=detector)
 
-    def progress(it, total):
-        return it if quiet else track(it, total=total, description="filtering", console=console)
+    progress = track_items("filtering", quiet, console)
 
     summary = filter_photos(
         segmenter,
@@ -333,9 +336,9 @@ def dedup_cmd(
     folder given is kept (then the largest, then the first by path).
     """
     from rich.console import Console
-    from rich.progress import track
 
     from abanet.cli.main import EXIT_FAILED
+    from abanet.cli.options import track_items
     from abanet.data.atomic import write_bytes_atomic
     from abanet.data.dedup import (
         MAX_DISTANCE,
@@ -356,10 +359,7 @@ def dedup_cmd(
         raise OutputExistsError(f"{json_out}: file exists (pass --overwrite to replace it)")
     distance = -1 if exact else (MAX_DISTANCE if max_distance is None else max_distance)
 
-    def progress(it, total):
-        return it if quiet else track(it, total=total, description="hashing", console=console)
-
-    report = find_duplicates(folders, distance, progress)
+    report = find_duplicates(folders, distance, track_items("hashing", quiet, console))
     base = common_base(report.folders)
 
     def rel(path: Path) -> str:

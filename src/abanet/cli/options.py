@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from abanet.errors import UsageError
 
@@ -47,6 +48,19 @@ def check_out_dir(path: Path) -> None:
         raise UsageError(f"{path}: cannot be created ({parent} is a file)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{path}: cannot be created or written ({parent}: permission denied)")
+
+
+def track_items(description: str, quiet: bool, console: Any) -> Callable[[Iterable, int], Iterable]:
+    """``wrap(items, total)``: ``items`` behind a rich progress bar on ``console`` (as they are
+    with ``quiet``), for commands that hand their loop an iterable."""
+    from rich.progress import track
+
+    def wrap(items: Iterable, total: int) -> Iterable:
+        if quiet:
+            return items
+        return track(items, total=total, description=description, console=console)
+
+    return wrap
 
 
 @contextmanager

@@ -81,10 +81,14 @@ def predict(
 ) -> None:
     """Write OUT/<stem>.png: a 0/255 mask of the face-mask region at each input's size."""
     from rich.console import Console
-    from rich.progress import track
 
     from abanet.cli.main import EXIT_FAILED, EXIT_INTERRUPTED
-    from abanet.cli.options import check_choice, check_inference_options, check_out_dir
+    from abanet.cli.options import (
+        check_choice,
+        check_inference_options,
+        check_out_dir,
+        track_items,
+    )
     from abanet.errors import UsageError
     from abanet.inference.predict import read_manifest
     from abanet.inference.segmenter import Segmenter, default_samples_dir
@@ -154,10 +158,7 @@ def predict(
                 raise typer.Exit(EXIT_FAILED)
             return
 
-    def progress(it, total):
-        if quiet:
-            return it
-        return track(it, total=total, description="segmenting", console=console)
+    progress = track_items("segmenting", quiet, console)
 
     extras = ("overlay", "cutout", "json", "labelme")  # the flags of OUTPUT_WRITERS' kinds
     flags = (overlay, cutout, json_out, labelme)
