@@ -156,6 +156,7 @@ def test_table6_smoke_end_to_end_and_resume(tmp_path: Path) -> None:
         summary = json.loads((out / label / "trial0" / "eval" / "summary.json").read_text())
         assert summary["subset"] == "test" and summary["images"] == 1
         assert (out / label / "trial0" / "train" / "model" / "model.safetensors").is_file()
+        assert not (out / label / "trial0" / "train" / "checkpoints").exists()  # exported: gone
     results = json.loads((out / "results.json").read_text())
     assert [r["label"] for r in results["rows"]] == ["5, 6", "4, 5, 6", "3, 4, 5, 6"]
     csv_lines = (out / "results.csv").read_text().splitlines()
@@ -188,15 +189,19 @@ def test_every_preset_runs_at_smoke_scale(tmp_path: Path, name: str) -> None:
         assert all(r["trials"] == 2 and r["scores"]["fps"][0] > 0 for r in res.rows)
 
 
+def _one_run_preset(path: Path, label: str, model: str) -> Path:
+    path.write_text(
+        "title: one run\nrow_header: Model\ncolumns: [iou]\n"
+        f"runs:\n  - label: {label}\n    set: {{model.name: {model}}}\n"
+    )
+    return path
+
+
 @pytest.mark.slow
 def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
     """The paper's architecture itself (no substitution) through a one-run preset file."""
     data = ellipse_dataset(tmp_path / "d", n=6)
-    preset = tmp_path / "one.yaml"
-    preset.write_text(
-        "title: one run\nrow_header: Model\ncolumns: [iou]\n"
-        "runs:\n  - label: ABANet\n    set: {model.name: abanet_r34}\n"
-    )
+    preset = _one_run_preset(tmp_path / "one.yaml", "ABANet", "abanet_r34")
     res = run_experiment(
         str(preset), data, tmp_path / "exp", scale="smoke", substitute=False, log=lambda s: None
     )
@@ -205,6 +210,15 @@ def test_real_abanet_r34_at_smoke_size(tmp_path: Path) -> None:
     )
     assert cfg["name"] == "abanet_r34" and cfg["input_size"] == 64
     assert res.trained == 1
+
+
+def test_keep_checkpoints_keeps_the_trial_checkpoints(tmp_path: Path) -> None:
+    data = ellipse_dataset(tmp_path / "d", n=6)
+    preset = _one_run_preset(tmp_path / "one.yaml", "lite", "abanet_lite")
+    out = tmp_path / "exp"
+    run_experiment(str(preset), data, out, scale="smoke", keep_checkpoints=True, log=print)
+    ckpts = out / "lite" / "trial0" / "train" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def _two_row_preset(path: Path, second_encoder: str) -> Path:

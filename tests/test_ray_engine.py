@@ -134,6 +134,7 @@ def test_an_unforeseen_failure_is_one_error_row(tmp_path, monkeypatch) -> None:
         return read(source)
 
     monkeypatch.setattr(predict_module, "read_source", flaky)
+    monkeypatch.chdir(tmp_path)  # the actor moves to the driver's folder: restored after
     session = {"model": model, "backend": "eager", "detector": None, "num_threads": 1}
     actor = PredictActor(session, str(tmp_path / "out"), str(tmp_path), {"whole_image": True})
     paths = [str(tmp_path / f"{n}.png") for n in ("a", "boom", "c")]

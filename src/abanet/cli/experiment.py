@@ -41,6 +41,11 @@ def experiment(
     ),
     device: str = typer.Option("auto", "--device", help="Evaluation device (auto, cpu, cuda)."),
     list_only: bool = typer.Option(False, "--list", help="List the runs and exit."),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="Keep each trial's Lightning checkpoints (deleted once its model is exported).",
+    ),
 ) -> None:
     """Train and evaluate every row of a paper table; write table.md beside the paper's numbers.
 
@@ -84,6 +89,7 @@ def experiment(
         seed=seed,
         device=device,
         log=typer.echo,
+        keep_checkpoints=keep_checkpoints,
     )
     typer.echo(f"{res.trained} trained, {res.skipped} reused")
     typer.echo(res.table.read_text())
