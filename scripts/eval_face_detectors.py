@@ -47,11 +47,11 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "mediapipe-full": ("mediapipe", {"model_selection": 1}),
     "blazeface": ("blazeface", {}),
     "blazeface-whole": ("blazeface", {"tiles": False}),
-    "blazeface-2+3": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4)]}),
-    "blazeface-3": ("blazeface", {"tiles": [(3, 0.45)]}),
-    "blazeface-2+3+4": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4), (4, 0.3)]}),
-    "blazeface-2+4": ("blazeface", {"tiles": [(2, 0.6), (4, 0.3)]}),
-    "blazeface-3+4": ("blazeface", {"tiles": [(3, 0.4), (4, 0.3)]}),
+    "blazeface-2+3": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4)], "min_view": 0}),
+    "blazeface-3": ("blazeface", {"tiles": [(3, 0.45)], "min_view": 0}),
+    "blazeface-2+3+4": ("blazeface", {"tiles": [(2, 0.6), (3, 0.4), (4, 0.3)], "min_view": 0}),
+    "blazeface-2+4": ("blazeface", {"tiles": [(2, 0.6), (4, 0.3)], "min_view": 0}),
+    "blazeface-3+4": ("blazeface", {"tiles": [(3, 0.4), (4, 0.3)], "min_view": 0}),
 }
 SWEEP = {
     "ssd": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],

@@ -8,6 +8,7 @@ rules (docs/faces.md, "Where masked recall is lost")::
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -48,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--detector-threshold", type=float, default=0.5)
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument(
+        "--detector-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="A BlazeFaceDetector argument, e.g. min_view=96 (repeatable).",
+    )
     args = ap.parse_args(argv)
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.detector_option)}
     seg = Segmenter(args.model, backend=args.backend, detector=None)
     seg.detector_name = "blazeface"
-    seg._detector = create_detector("blazeface", threshold=args.detector_threshold)
+    seg._detector = create_detector("blazeface", threshold=args.detector_threshold, **options)
     faces, masked, small, n = collect(seg, args.scenes, args.limit)
     print(f"{n} scenes, {masked} masked faces ({small} < {SMALL_FACE} px); reported faces by kind:")
     print(dict(Counter(f["kind"] for f in faces)))

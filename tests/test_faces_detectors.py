@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,6 +145,35 @@ def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:
     ]
     assert views[1][3] == (False, False, True, True)  # top-left tile: right and bottom inside
     assert create_detector("blazeface").detect(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_blazeface_square_tiles_by_hand() -> None:
+    det = create_detector("blazeface", tiles=[(3, 0.4)], min_view=96)
+    # 900x500: squares of 0.4 x 900 / 2 = 180 px, stride 120: 7 x 4; the next level (90) < 96
+    tiles = det.square_tiles(900, 500, budget=64)
+    assert len(tiles) == 28 and {t for _, _, t in tiles} == {180}
+    assert sorted({x for x, _, _ in tiles}) == [0, 120, 240, 360, 480, 600, 720]
+    assert sorted({y for _, y, _ in tiles}) == [0, 107, 213, 320]
+    assert det.square_tiles(900, 500, budget=27) == []  # the level does not fit: left out
+    assert det.square_tiles(256, 256, budget=64) == []  # RMFD-sized photo: 51 px < 96
+    assert (
+        create_detector("blazeface", tiles=[(3, 0.4)], min_view=0).square_tiles(900, 500, budget=64)
+        == []
+    )
+    views = det._views(np.zeros((500, 900, 3), np.uint8))
+    assert len(views) == 1 + 9 + 28 and views[-1][0].shape == (180, 180, 3)
+    assert views[-1][1:] == (720, 320, (True, True, False, False))
+
+
+def test_blazeface_finds_a_small_face_in_a_big_photo_only_with_square_tiles() -> None:
+    face = _astronaut()[40:200, 160:290]  # the head, 130x160
+    small = cv2.resize(face, (36, 44), interpolation=cv2.INTER_AREA)
+    photo = np.full((900, 1200, 3), 120, np.uint8)
+    photo[500:544, 700:736] = small
+    fractional = create_detector("blazeface", min_view=0).detect(photo)
+    assert not any(f.box[0] < 718 < f.box[2] and f.box[1] < 522 < f.box[3] for f in fractional)
+    found = create_detector("blazeface").detect(photo)  # the default tiles squares of >= 96 px
+    assert any(f.box[0] < 718 < f.box[2] and f.box[1] < 522 < f.box[3] for f in found)
 
 
 def test_missing_ssd_weights_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,13 +9,17 @@ the raw score clipped to +-80) and its weighted non-maximum suppression.
 
 A 128-pixel view of a whole photo loses small faces, so the detector looks at the photo as a
 whole and at ``tiles`` more views: the four corner squares of ``tile_size`` x the photo's sides,
-each at 128x128 again (1.7x zoom at the default 0.6). A detection that touches a tile's inner edge
-is a cut face and is dropped (the face is whole in another view); the views' detections are merged
-by weighted NMS. Measured in docs/faces.md.
+each at 128x128 again (1.7x zoom at the default 0.6), then a 3x3 grid at 0.4. Tiles that are a
+fraction of the photo still shrink a big photo's small faces (a 40-pixel face in a 1,200-pixel
+photo is 10 pixels in a 0.4 tile), so big photos are also tiled in squares of fixed pixel sides,
+down to ``min_view`` pixels. A detection that touches a tile's inner edge is a cut face and is
+dropped (the face is whole in another view); the views' detections are merged by weighted NMS.
+Measured in docs/faces.md.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -36,6 +40,8 @@ MODEL_FILE = (
 INPUT_SIZE = 128
 #: 2x2 tiles at 0.6 and 3x3 at 0.4 of each side (measured in docs/faces.md)
 DEFAULT_TILINGS: tuple[tuple[int, float], ...] = ((2, 0.6), (3, 0.4))
+#: fixed-size square tiles down to 96 px on big photos (scene benchmark, docs/faces.md)
+DEFAULT_MIN_VIEW = 96
 RAW_SCORE_LIMIT = 80.0
 
 
@@ -134,6 +140,12 @@ class BlazeFaceDetector(FaceDetector):
         tiles: extra views as ``(grid, fraction)`` pairs: a ``grid`` x ``grid`` layout of tiles
             whose sides are ``fraction`` of the photo's (evenly spaced, corners included);
             ``True`` is :data:`DEFAULT_TILINGS`, ``False`` the whole photo only.
+        min_view: big photos are also tiled in squares of fixed pixel sides, halving from the
+            smallest fractional tile while the side stays >= ``min_view`` pixels (a 128-pixel view
+            of a 1,200-pixel photo shrinks a 40-pixel face to 4 pixels); neighbour squares overlap
+            by a third of their side. ``None`` or 0: fractional tiles only.
+        max_views: at most this many views per photo (the finest square level that would exceed
+            it is left out).
         nms_iou: IoU above which detections are merged.
         context_threshold: minimum score in :meth:`detect_padded` (is this image a face crop?),
             lower than ``threshold``: on the 136 MFSD crops padded with grey it finds 134 faces
@@ -148,6 +160,8 @@ class BlazeFaceDetector(FaceDetector):
         self,
         threshold: float = 0.5,
         tiles: bool | Sequence[tuple[int, float]] = True,
+        min_view: int | None = DEFAULT_MIN_VIEW,
+        max_views: int = 64,
         nms_iou: float = 0.3,
         context_threshold: float = 0.3,
         num_threads: int = 1,
@@ -175,6 +189,8 @@ class BlazeFaceDetector(FaceDetector):
         self.tilings: tuple[tuple[int, float], ...] = tuple(
             (int(g), float(f)) for g, f in (tiles or ())
         )
+        self.min_view = int(min_view or 0)
+        self.max_views = int(max_views)
         self.nms_iou = float(nms_iou)
         self.context_threshold = float(context_threshold)
 
@@ -249,7 +265,30 @@ class BlazeFaceDetector(FaceDetector):
                         crop = np.pad(crop, ((0, s - th), (0, s - tw), (0, 0)), constant_values=128)
                     inner = (x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h)
                     views.append((np.ascontiguousarray(crop), x0, y0, inner))
+        if tiled:
+            for x0, y0, t in self.square_tiles(w, h, budget=self.max_views - len(views)):
+                crop = image[y0 : y0 + t, x0 : x0 + t]
+                inner = (x0 > 0, y0 > 0, x0 + t < w, y0 + t < h)
+                views.append((np.ascontiguousarray(crop), x0, y0, inner))
         return views
+
+    def square_tiles(self, w: int, h: int, budget: int) -> list[tuple[int, int, int]]:
+        """Fixed-size square tiles ``(x0, y0, side)`` for a ``w`` x ``h`` photo (``min_view``)."""
+        if not self.min_view or not self.tilings:
+            return []
+        side = min(f for _, f in self.tilings) * max(w, h) / 2
+        out: list[tuple[int, int, int]] = []
+        while side >= self.min_view and side <= min(w, h):
+            t = round(side)
+            stride = 2 * t / 3
+            nx, ny = (max(1, math.ceil((n - t) / stride) + 1) for n in (w, h))
+            if len(out) + nx * ny > budget:
+                break
+            xs = [round(i * (w - t) / max(1, nx - 1)) for i in range(nx)]
+            ys = [round(j * (h - t) / max(1, ny - 1)) for j in range(ny)]
+            out += [(x, y, t) for y in ys for x in xs]
+            side /= 2
+        return out
 
     def _detect_context(self, canvas_rgb: np.ndarray) -> list[Face]:
         """The whole padded canvas, one view, at ``context_threshold``."""

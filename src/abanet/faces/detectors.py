@@ -563,7 +563,7 @@ _REGISTRY: dict[str, DetectorSpec] = {
         DetectorSpec(
             "blazeface",
             BlazeFaceDetector,
-            "MediaPipe BlazeFace short range on LiteRT, whole photo + 4 corner tiles",
+            "MediaPipe BlazeFace short range on LiteRT, whole photo + tiles for small faces",
             "(base install: ai-edge-litert)",
             lambda: _has_module("ai_edge_litert"),
         ),
