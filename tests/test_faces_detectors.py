@@ -127,6 +127,21 @@ def test_weighted_nms_merges_by_score() -> None:
     np.testing.assert_allclose(b2, [50, 50, 60, 60]) and s2 == pytest.approx(0.8)
 
 
+def test_parts_of_heads_are_dropped_unless_they_outscore_the_big_box() -> None:
+    from abanet.faces.blazeface import drop_parts_of_heads
+
+    pts = np.zeros((6, 2), np.float32)
+    big = (np.array([100, 100, 300, 300], np.float32), 0.9, pts)
+    ear = (np.array([290, 150, 330, 190], np.float32), 0.6, pts)  # centre in the grown box
+    far = (np.array([400, 150, 440, 190], np.float32), 0.6, pts)  # centre beyond it (350)
+    kept = drop_parts_of_heads([big, ear, far])
+    assert [d[0][0] for d in kept] == [100, 400]
+    # a real face that scores higher than a giant low-score false box beside it is kept
+    weak_big = (big[0], 0.55, pts)
+    kept = drop_parts_of_heads([weak_big, ear, far])
+    assert [d[0][0] for d in kept] == [100, 290, 400]
+
+
 def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:
     det = create_detector("blazeface", tiles=[(2, 0.6), (3, 0.4)])
     views = det._views(np.zeros((100, 200, 3), np.uint8))

@@ -111,16 +111,17 @@ def drop_parts_of_heads(
 
     A zoomed tile sees an ear, hair or a cheek of a big face as a small face of its own. A
     detection whose area is below ``area_ratio`` x a larger one's and whose centre lies inside
-    that one's box grown by ``grow`` x its size on every side is such a part.
+    that one's box grown by ``grow`` x its size on every side is such a part, unless it scores
+    higher than the larger one (a real small face beside a low-score giant false box).
     """
     keep = []
     for i, (box, score, pts) in enumerate(detections):
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         area = (box[2] - box[0]) * (box[3] - box[1])
         part = False
-        for j, (big, _, _) in enumerate(detections):
+        for j, (big, big_score, _) in enumerate(detections):
             bw, bh = big[2] - big[0], big[3] - big[1]
-            if j == i or area >= area_ratio * bw * bh:
+            if j == i or area >= area_ratio * bw * bh or big_score < score:
                 continue
             if big[0] - grow * bw <= cx <= big[2] + grow * bw and (
                 big[1] - grow * bh <= cy <= big[3] + grow * bh
