@@ -226,6 +226,28 @@ def test_mask_score_by_hand() -> None:
     assert mask_score(p) == pytest.approx(0.6)
 
 
+def test_face_mask_score_reads_the_chin_when_the_mouth_is_bare() -> None:
+    from abanet.faces.pipeline import MIN_CHIN_SCORE, face_mask_score
+
+    box = (200, 100, 300, 200)  # the crop, 100 px; the face box's bottom at y 90 in it
+    face = Face((215, 110, 285, 190), 0.9, mouth_at(250, 160))  # mouth at (50, 60) in the crop
+    # windows of 25 px: around the mouth rows 48:72; the chin's centre min(75, 90 - 12.5) = 75,
+    # rows 62:88
+    p = np.zeros((100, 100), np.float32)
+    assert face_mask_score(p, face, box) == 0.0  # bare
+    p[40:, :] = 1.0
+    assert face_mask_score(p, face, box) == 1.0  # a mask over the mouth
+    p[:] = 0.0
+    p[62:, :] = 1.0  # pulled down on the chin: the mouth window is 10 / 24 mask
+    assert face_mask_score(p, face, box) == 1.0 >= MIN_CHIN_SCORE
+    p[:] = 0.0
+    p[62:, :] = 0.8  # a chin window below MIN_CHIN_SCORE: the mouth's score stands
+    assert face_mask_score(p, face, box) == pytest.approx(0.8 * 10 / 24)
+    p[:] = 0.0
+    p[90:, :] = 1.0  # a collar below the face box: not a mask
+    assert face_mask_score(p, face, box) == 0.0
+
+
 def test_bare_face_gets_an_empty_mask() -> None:
     img = photo()
     faces = [

@@ -6,9 +6,9 @@ Per image (every image with a mask):
 - **faces** (photos only): ``abanet.faces.pipeline.plan_photo`` with the project's face detector
   decides per image whether it is a face crop (one face filling the frame) or a photo and finds
   its faces. When most images with a face are crops, the dataset is a set of crops and faces per
-  image are not counted. A face of a photo is *masked* when the ground truth covers its mouth:
-  :func:`abanet.faces.pipeline.mask_score` of the ground truth in the face's crop (the mean over
-  a window around the mouth) is at least ``MIN_MASK_SCORE`` (0.5). An MFSD release counts its
+  image are not counted. A face of a photo is *masked* when the ground truth covers its mouth
+  or its chin: :func:`abanet.faces.pipeline.face_mask_score` of the ground truth in the face's
+  crop is at least ``MIN_MASK_SCORE`` (0.5). An MFSD release counts its
   ``dataset.csv`` boxes per photo instead (``with_mask`` says which are masked).
 - **mask area**: the share of the image the mask covers.
 - **mask position**: every mask resized to ``HEAT_SIZE`` x ``HEAT_SIZE`` (area averaging, so
@@ -193,8 +193,7 @@ def count_faces(image: np.ndarray, gt: np.ndarray, detector: Any) -> tuple[bool,
     from abanet.faces.pipeline import (
         MIN_MASK_SCORE,
         extract_crop,
-        mask_score,
-        mouth_point,
+        face_mask_score,
         plan_photo,
     )
 
@@ -206,7 +205,7 @@ def count_faces(image: np.ndarray, gt: np.ndarray, detector: Any) -> tuple[bool,
     masked = 0
     for face, box in zip(plan.faces, plan.boxes, strict=True):
         crop = extract_crop(gt.astype(np.float32), box)
-        masked += mask_score(crop, mouth_point(face, box)) >= MIN_MASK_SCORE
+        masked += face_mask_score(crop, face, box) >= MIN_MASK_SCORE
     return False, len(plan.faces), masked
 
 

@@ -69,6 +69,9 @@ DEFAULT_MOUTH = (0.5, 0.78)
 MASK_SCORE_TOP = 0.05
 #: a face whose mask score is below this has no mask: its map is emptied
 MIN_MASK_SCORE = 0.5
+#: a face whose mouth is bare still wears a mask when the window between its mouth and chin
+#: scores at least this (a mask pulled down on the chin; docs/faces.md)
+MIN_CHIN_SCORE = 0.85
 #: a crop is re-segmented larger when its mask covers this share of a border row inside the photo
 EDGE_TOUCH = 0.05
 #: side of the extended crop (``EXTEND_SCALE`` x the crop's), same top edge, centred horizontally
@@ -339,6 +342,27 @@ def mask_score(
     return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
 
 
+def face_mask_score(prob: np.ndarray, face: Face, box: Sequence[int]) -> float:
+    """The mask score of a detected face from its crop's map ``prob`` (crop ``box`` pixels).
+
+    The mean probability around the mouth (:func:`mask_score`); when that says "no mask", the
+    window between the mouth and the face box's bottom (the chin, inside the face box, so a
+    collar below it does not count) speaks for a mask pulled down on the chin if it scores at
+    least :data:`MIN_CHIN_SCORE`.
+    """
+    mouth = mouth_point(face, box)
+    score = mask_score(prob, mouth)
+    if score >= MIN_MASK_SCORE:
+        return score
+    prob = np.asarray(prob, np.float32)
+    h, w = prob.shape[:2]
+    half = max(1.0, MOUTH_WINDOW * max(h, w) / 2)
+    bottom = float(face.box[3]) - box[1]
+    cy = max(mouth[1], min((mouth[1] + bottom) / 2, bottom - half))
+    chin = mask_score(prob, (mouth[0], cy))
+    return chin if chin >= MIN_CHIN_SCORE else score
+
+
 @dataclass
 class PhotoPlan:
     """A photo ready for the segmenter: its faces and the crops to segment (step 1 of 2).
@@ -408,7 +432,7 @@ def extension_boxes(
         x1, y1, x2, y2 = box
         side = x2 - x1
         own = np.asarray(p) >= threshold
-        if mask_score(p, mouth_point(plan.faces[i], box)) < MIN_MASK_SCORE:
+        if face_mask_score(p, plan.faces[i], box) < MIN_MASK_SCORE:
             continue
         edges = (
             (y2 < h, own[-1, :]),  # bottom
@@ -486,7 +510,7 @@ def finish_photo(
     full = np.zeros((h, w), np.float32)
     results = []
     for i, (face, box, p) in enumerate(zip(plan.faces, plan.boxes, probs, strict=True)):
-        score = mask_score(p, mouth_point(face, box))
+        score = face_mask_score(p, face, box)
         crop = clip_box(box, w, h)
         ext = extensions.get(i) if score >= MIN_MASK_SCORE else None
         # this face's map over its clipped crop, or over crop + larger crop when extended
