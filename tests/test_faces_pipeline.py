@@ -240,6 +240,8 @@ def test_face_mask_score_reads_the_chin_when_the_mouth_is_bare() -> None:
     p[:] = 0.0
     p[62:, :] = 1.0  # pulled down on the chin: the mouth window is 10 / 24 mask
     assert face_mask_score(p, face, box) == 1.0 >= MIN_CHIN_SCORE
+    unsure = Face(face.box, 0.55, face.landmarks)  # a low-score box: its mouth alone decides
+    assert face_mask_score(p, unsure, box) == pytest.approx(10 / 24)
     p[:] = 0.0
     p[62:, :] = 0.8  # a chin window below MIN_CHIN_SCORE: the mouth's score stands
     assert face_mask_score(p, face, box) == pytest.approx(0.8 * 10 / 24)

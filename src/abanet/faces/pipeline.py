@@ -70,8 +70,11 @@ MASK_SCORE_TOP = 0.05
 #: a face whose mask score is below this has no mask: its map is emptied
 MIN_MASK_SCORE = 0.5
 #: a face whose mouth is bare still wears a mask when the window between its mouth and chin
-#: scores at least this (a mask pulled down on the chin; docs/faces.md)
+#: scores at least this (a mask pulled down on the chin; docs/faces.md) and the detector is at
+#: least ``MIN_CHIN_DETECTOR_SCORE`` sure of the face (a low-score false box on a railing scored
+#: high at its "chin")
 MIN_CHIN_SCORE = 0.85
+MIN_CHIN_DETECTOR_SCORE = 0.6
 #: a crop is re-segmented larger when its mask covers this share of a border row inside the photo
 EDGE_TOUCH = 0.05
 #: side of the extended crop (``EXTEND_SCALE`` x the crop's), same top edge, centred horizontally
@@ -348,11 +351,12 @@ def face_mask_score(prob: np.ndarray, face: Face, box: Sequence[int]) -> float:
     The mean probability around the mouth (:func:`mask_score`); when that says "no mask", the
     window between the mouth and the face box's bottom (the chin, inside the face box, so a
     collar below it does not count) speaks for a mask pulled down on the chin if it scores at
-    least :data:`MIN_CHIN_SCORE`.
+    least :data:`MIN_CHIN_SCORE` and the face's detector score is at least
+    :data:`MIN_CHIN_DETECTOR_SCORE`.
     """
     mouth = mouth_point(face, box)
     score = mask_score(prob, mouth)
-    if score >= MIN_MASK_SCORE:
+    if score >= MIN_MASK_SCORE or face.score < MIN_CHIN_DETECTOR_SCORE:
         return score
     prob = np.asarray(prob, np.float32)
     h, w = prob.shape[:2]
