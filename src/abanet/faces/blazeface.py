@@ -141,8 +141,8 @@ class BlazeFaceDetector(FaceDetector):
         tiles: extra views as ``(grid, fraction)`` pairs: a ``grid`` x ``grid`` layout of tiles
             whose sides are ``fraction`` of the photo's (evenly spaced, corners included);
             ``True`` is :data:`DEFAULT_TILINGS`, ``False`` the whole photo only.
-        min_view: big photos are also tiled in squares of fixed pixel sides, halving from the
-            smallest fractional tile while the side stays >= ``min_view`` pixels (a 128-pixel view
+        min_view: big photos are also tiled in squares of fixed pixel sides, the first half the
+            smallest fractional tile's, halving while the side stays >= ``min_view`` pixels (a 128-pixel view
             of a 1,200-pixel photo shrinks a 40-pixel face to 4 pixels); neighbour squares overlap
             by a third of their side. ``None`` or 0: fractional tiles only.
         max_views: at most this many views per photo (the finest square level that would exceed
