@@ -142,9 +142,10 @@ class BlazeFaceDetector(FaceDetector):
             whose sides are ``fraction`` of the photo's (evenly spaced, corners included);
             ``True`` is :data:`DEFAULT_TILINGS`, ``False`` the whole photo only.
         min_view: big photos are also tiled in squares of fixed pixel sides, the first half the
-            smallest fractional tile's, halving while the side stays >= ``min_view`` pixels (a 128-pixel view
-            of a 1,200-pixel photo shrinks a 40-pixel face to 4 pixels); neighbour squares overlap
-            by a third of their side. ``None`` or 0: fractional tiles only.
+            smallest fractional tile's, halving while the side stays >= ``min_view`` pixels (a
+            128-pixel view of a 1,200-pixel photo shrinks a 40-pixel face to 4 pixels);
+            neighbour squares overlap by a third of their side. ``None`` or 0: fractional tiles
+            only.
         max_views: at most this many views per photo (the finest square level that would exceed
             it is left out).
         nms_iou: IoU above which detections are merged.
