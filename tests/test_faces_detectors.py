@@ -136,10 +136,12 @@ def test_parts_of_heads_are_dropped_unless_they_outscore_the_big_box() -> None:
     far = (np.array([400, 150, 440, 190], np.float32), 0.6, pts)  # centre beyond it (350)
     kept = drop_parts_of_heads([big, ear, far])
     assert [d[0][0] for d in kept] == [100, 400]
-    # a real face that scores higher than a giant low-score false box beside it is kept
-    weak_big = (big[0], 0.55, pts)
+    # a real face that scores clearly higher (0.1) than a giant false box beside it is kept
+    weak_big = (big[0], 0.45, pts)
     kept = drop_parts_of_heads([weak_big, ear, far])
     assert [d[0][0] for d in kept] == [100, 290, 400]
+    near_equal = (big[0], 0.55, pts)  # 0.05 lower: the small box is still a part
+    assert [d[0][0] for d in drop_parts_of_heads([near_equal, ear, far])] == [100, 400]
 
 
 def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:

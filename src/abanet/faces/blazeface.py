@@ -106,13 +106,15 @@ def drop_parts_of_heads(
     detections: list[tuple[np.ndarray, float, np.ndarray]],
     area_ratio: float = 0.25,
     grow: float = 0.25,
+    margin: float = 0.1,
 ) -> list[tuple[np.ndarray, float, np.ndarray]]:
     """Drop small detections that sit on a much larger face's head.
 
     A zoomed tile sees an ear, hair or a cheek of a big face as a small face of its own. A
     detection whose area is below ``area_ratio`` x a larger one's and whose centre lies inside
     that one's box grown by ``grow`` x its size on every side is such a part, unless it scores
-    higher than the larger one (a real small face beside a low-score giant false box).
+    at least ``margin`` higher than the larger one (a real small face beside a low-score giant
+    false box; a mask picture's two near-equal boxes stay one).
     """
     keep = []
     for i, (box, score, pts) in enumerate(detections):
@@ -121,7 +123,7 @@ def drop_parts_of_heads(
         part = False
         for j, (big, big_score, _) in enumerate(detections):
             bw, bh = big[2] - big[0], big[3] - big[1]
-            if j == i or area >= area_ratio * bw * bh or big_score < score:
+            if j == i or area >= area_ratio * bw * bh or big_score + margin <= score:
                 continue
             if big[0] - grow * bw <= cx <= big[2] + grow * bw and (
                 big[1] - grow * bh <= cy <= big[3] + grow * bh
