@@ -104,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     seg = Segmenter(
         model=args.model, device=args.device, threshold=args.threshold, detector=args.detector
     )
-    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.detector_option)}
+    options = detector_options(args)
     if args.detector_threshold is not None:
         options["threshold"] = args.detector_threshold
     if options:
@@ -181,6 +181,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_detector_option(parser: argparse.ArgumentParser) -> None:
+    """``--detector-option KEY=JSON`` (repeatable): a detector constructor argument."""
+    parser.add_argument(
+        "--detector-option",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="detector constructor option, e.g. 'tiles=[[2, 0.6]]' or min_view=0 (repeatable)",
+    )
+
+
+def detector_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--detector-option`` values as constructor keyword arguments."""
+    return {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.detector_option)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -221,13 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--model", default="default")
     r.add_argument("--detector", default="default")
     r.add_argument("--detector-threshold", type=float, default=None)
-    r.add_argument(
-        "--detector-option",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="detector constructor option, e.g. 'tiles=[[2, 0.6]]' (repeatable)",
-    )
+    add_detector_option(r)
     r.add_argument("--threshold", type=float, default=None, help="mask threshold (model's)")
     r.add_argument("--device", default="auto")
     r.add_argument("--threads", type=int, default=1)

@@ -8,9 +8,10 @@ rules (docs/faces.md, "Where masked recall is lost")::
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
+
+from scene_benchmark import add_detector_option, detector_options
 
 from abanet.data.io import read_image
 from abanet.faces import create_detector
@@ -49,15 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--detector-threshold", type=float, default=0.5)
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument(
-        "--detector-option",
-        action="append",
-        default=[],
-        metavar="KEY=JSON",
-        help="A BlazeFaceDetector argument, e.g. min_view=96 (repeatable).",
-    )
+    add_detector_option(ap)
     args = ap.parse_args(argv)
-    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.detector_option)}
+    options = detector_options(args)
     seg = Segmenter(args.model, backend=args.backend, detector=None)
     seg.detector_name = "blazeface"
     seg._detector = create_detector("blazeface", threshold=args.detector_threshold, **options)
