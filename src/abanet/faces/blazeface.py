@@ -40,8 +40,18 @@ MODEL_FILE = (
 INPUT_SIZE = 128
 #: 2x2 tiles at 0.6 and 3x3 at 0.4 of each side (measured in docs/faces.md)
 DEFAULT_TILINGS: tuple[tuple[int, float], ...] = ((2, 0.6), (3, 0.4))
-#: fixed-size square tiles down to 96 px on big photos (scene benchmark, docs/faces.md)
-DEFAULT_MIN_VIEW = 96
+#: fixed-size square tiles down to 48 px on big photos, at most 256 views (scene benchmark,
+#: docs/faces.md)
+DEFAULT_MIN_VIEW = 48
+DEFAULT_MAX_VIEWS = 256
+#: photos whose longer side is shorter get no squares (293 of 300 RMFD photos, face crops of
+#: 250 px: their 3x3 tiles already show a 16 px face at 20 px, and 64 squares would halve
+#: their speed)
+DEFAULT_SQUARES_FROM = 300
+#: squares under ``FINE_VIEW`` px are upsampled > 1.33x to the 128 px input: their blur makes
+#: texture look like faces (a KN95's print, docs/faces.md), so their detections need this score
+FINE_VIEW = 96
+DEFAULT_UPSAMPLED_THRESHOLD = 0.6
 RAW_SCORE_LIMIT = 80.0
 
 
@@ -150,6 +160,9 @@ class BlazeFaceDetector(FaceDetector):
             only.
         max_views: at most this many views per photo (the finest square level that would exceed
             it is left out).
+        squares_from: only photos whose longer side has at least this many pixels get squares.
+        upsampled_threshold: minimum score in squares under :data:`FINE_VIEW` px (never below
+            ``threshold``).
         nms_iou: IoU above which detections are merged.
         context_threshold: minimum score in :meth:`detect_padded` (is this image a face crop?),
             lower than ``threshold``: on the 136 MFSD crops padded with grey it finds 134 faces
@@ -165,7 +178,9 @@ class BlazeFaceDetector(FaceDetector):
         threshold: float = 0.5,
         tiles: bool | Sequence[tuple[int, float]] = True,
         min_view: int | None = DEFAULT_MIN_VIEW,
-        max_views: int = 64,
+        max_views: int = DEFAULT_MAX_VIEWS,
+        squares_from: int = DEFAULT_SQUARES_FROM,
+        upsampled_threshold: float = DEFAULT_UPSAMPLED_THRESHOLD,
         nms_iou: float = 0.3,
         context_threshold: float = 0.3,
         num_threads: int = 1,
@@ -195,6 +210,8 @@ class BlazeFaceDetector(FaceDetector):
         )
         self.min_view = int(min_view or 0)
         self.max_views = int(max_views)
+        self.squares_from = int(squares_from)
+        self.upsampled_threshold = float(upsampled_threshold)
         self.nms_iou = float(nms_iou)
         self.context_threshold = float(context_threshold)
 
@@ -247,16 +264,18 @@ class BlazeFaceDetector(FaceDetector):
 
     def _views(
         self, image: np.ndarray, tiled: bool = True
-    ) -> list[tuple[np.ndarray, int, int, tuple[bool, ...]]]:
-        """Square views ``(pixels, x0, y0, inner_edges)``: the letterboxed photo, then tiles.
+    ) -> list[tuple[np.ndarray, int, int, tuple[bool, ...], bool]]:
+        """Square views ``(pixels, x0, y0, inner_edges, fine)``: the letterboxed photo, tiles,
+        then squares.
 
-        ``inner_edges`` (left, top, right, bottom) says which view edges lie inside the photo.
+        ``inner_edges`` (left, top, right, bottom) says which view edges lie inside the photo;
+        ``fine`` marks squares under :data:`FINE_VIEW` px (``upsampled_threshold``).
         """
         h, w = image.shape[:2]
         side = max(h, w)
         pad = ((0, side - h), (0, side - w), (0, 0))
         whole = np.pad(image, pad, constant_values=128) if side != h or side != w else image
-        views = [(whole, 0, 0, (False,) * 4)]
+        views = [(whole, 0, 0, (False,) * 4, False)]
         for grid, frac in self.tilings if tiled else ():
             tw, th = max(1, round(frac * w)), max(1, round(frac * h))
             steps = [i / (grid - 1) for i in range(grid)] if grid > 1 else [0.5]
@@ -268,17 +287,17 @@ class BlazeFaceDetector(FaceDetector):
                         s = max(th, tw)
                         crop = np.pad(crop, ((0, s - th), (0, s - tw), (0, 0)), constant_values=128)
                     inner = (x0 > 0, y0 > 0, x0 + tw < w, y0 + th < h)
-                    views.append((np.ascontiguousarray(crop), x0, y0, inner))
+                    views.append((np.ascontiguousarray(crop), x0, y0, inner, False))
         if tiled:
             for x0, y0, t in self.square_tiles(w, h, budget=self.max_views - len(views)):
                 crop = image[y0 : y0 + t, x0 : x0 + t]
                 inner = (x0 > 0, y0 > 0, x0 + t < w, y0 + t < h)
-                views.append((np.ascontiguousarray(crop), x0, y0, inner))
+                views.append((np.ascontiguousarray(crop), x0, y0, inner, t < FINE_VIEW))
         return views
 
     def square_tiles(self, w: int, h: int, budget: int) -> list[tuple[int, int, int]]:
         """Fixed-size square tiles ``(x0, y0, side)`` for a ``w`` x ``h`` photo (``min_view``)."""
-        if not self.min_view or not self.tilings:
+        if not self.min_view or not self.tilings or max(w, h) < self.squares_from:
             return []
         side = min(f for _, f in self.tilings) * max(w, h) / 2
         out: list[tuple[int, int, int]] = []
@@ -302,8 +321,11 @@ class BlazeFaceDetector(FaceDetector):
         self, image_rgb: np.ndarray, threshold: float | None = None, tiled: bool = True
     ) -> list[Face]:
         all_boxes, all_scores, all_points = [], [], []
-        for view, x0, y0, inner in self._views(image_rgb, tiled):
-            boxes, scores, points = self._run_view(view, threshold)
+        base = self.threshold if threshold is None else threshold
+        for view, x0, y0, inner, fine in self._views(image_rgb, tiled):
+            boxes, scores, points = self._run_view(
+                view, max(base, self.upsampled_threshold) if fine else base
+            )
             if not len(scores):
                 continue
             if any(inner):  # drop faces cut by a tile edge that lies inside the photo
