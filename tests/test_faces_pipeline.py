@@ -435,9 +435,23 @@ def test_face_crop_recognised_in_the_padded_view() -> None:
     det = FakeDetector([Face((40, 40, 60, 60), 0.6)], context=context)
     seg = BlockSegmenter()
     res = segment_photo(img, det, seg)
-    assert res.whole_image and det.calls == 0  # a face crop: no tiled look at the photo
+    # a face crop: the photo's own small face (0.6) does not outscore it by 0.1
+    assert res.whole_image and det.calls == 1
     (f,) = res.faces
     assert f.box == (5, 0, 95, 100) and f.score == 0.7 and res.mask_area == 600
+
+
+def test_a_false_face_sized_box_does_not_hide_a_scene_of_smaller_faces() -> None:
+    img = photo(100, 100)
+    context = [Face((55, 50, 145, 150), 0.7, mouth_at(70, 70))]  # fills the image when padded
+    small = Face((40, 40, 60, 60), 0.8, mouth_at(50, 55))  # side 20 < 0.5 x 90, 0.1 higher
+    res = segment_photo(img, FakeDetector([small], context=context), BlockSegmenter())
+    assert not res.whole_image and [f.box for f in res.faces] == [(40, 40, 60, 60)]
+    # the same veto in the rule itself, for faces found in the photo
+    big = Face((5, 0, 95, 100), 0.7)
+    assert is_face_crop([big], 100, 100, others=[Face((40, 40, 60, 60), 0.79)])
+    assert not is_face_crop([big], 100, 100, others=[small])
+    assert is_face_crop([big], 100, 100, others=[Face((30, 30, 80, 80), 0.9)])  # 50 px: not small
 
 
 def test_single_big_face_segments_whole_image() -> None:

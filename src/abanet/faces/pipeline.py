@@ -28,7 +28,9 @@ no detector is given, or when a face is found (first in the image padded with gr
 image) whose crop, clipped to the image, covers at least ``WHOLE_IMAGE_COVER`` (60 %) of the
 image area, i.e. the photo is already a face crop (other, smaller detections in it are then
 spurious); or when a face box, unclipped, is at least ``FACE_BOX_COVER`` (50 %) of the image area
-(on tight crops detectors return boxes as large as the image, often partly off-frame). When no
+(on tight crops detectors return boxes as large as the image, often partly off-frame). Neither
+counts when the photo holds a face under ``SMALLER_FACE`` x that box's side scoring
+``SMALLER_FACE_MARGIN`` higher (a false face-sized box over a scene of small faces). When no
 face is found at all, nothing is segmented and the mask is empty (``PhotoPlan.no_face``).
 
 Per face, the mask score (:func:`mask_score`, read around the mouth) decides whether it wears a
@@ -61,6 +63,11 @@ SegmentCrops = Callable[[list[np.ndarray]], Sequence[np.ndarray]]
 WHOLE_IMAGE_COVER = 0.6
 #: a face box (unclipped) at least this fraction of the image area -> the image is a face crop
 FACE_BOX_COVER = 0.5
+#: ... unless the photo holds a face under this fraction of its side that scores at least
+#: ``SMALLER_FACE_MARGIN`` higher (a false face-sized box over a scene; one MFSD crop holds two
+#: false small faces 0.02-0.04 above its own face)
+SMALLER_FACE = 0.5
+SMALLER_FACE_MARGIN = 0.1
 #: a face's mask score is the mean probability in a square around its mouth, of this side
 #: (a fraction of the crop's side); without a face, of the top ``MASK_SCORE_TOP`` of the map
 MOUTH_WINDOW = 0.25
@@ -277,15 +284,29 @@ def _check_probs(probs: Sequence[np.ndarray], crops: list[np.ndarray]) -> list[n
 
 
 def is_face_crop(
-    faces: Sequence[Face], width: int, height: int, detector: FaceDetector | None = None
+    faces: Sequence[Face],
+    width: int,
+    height: int,
+    detector: FaceDetector | None = None,
+    others: Sequence[Face] = (),
 ) -> bool:
     """The whole-image rule: some face's clipped crop covers >= ``WHOLE_IMAGE_COVER`` of the image.
 
     Other detections in such an image are spurious (no second face fits beside one that fills
-    most of the frame; detectors fire on mask patterns and chins of face crops).
+    most of the frame; detectors fire on mask patterns and chins of face crops), unless one of
+    ``others`` (the photo's own detections) is under ``SMALLER_FACE`` x its side and scores at
+    least ``SMALLER_FACE_MARGIN`` higher: then the big box is a false face over a scene (a hand
+    and a coat, docs/faces.md).
     """
     area = width * height
     for face in faces:
+        side = max(face.width, face.height)
+        if any(
+            o.score >= face.score + SMALLER_FACE_MARGIN
+            and max(o.width, o.height) < SMALLER_FACE * side
+            for o in others
+        ):
+            continue
         x1, y1, x2, y2 = clip_box(crop_rule_for(face, detector).crop_box(face.box), width, height)
         if max(0, x2 - x1) * max(0, y2 - y1) >= WHOLE_IMAGE_COVER * area:
             return True
@@ -391,11 +412,12 @@ def plan_photo(
 ) -> PhotoPlan:
     """Detect faces and cut the crops to segment (crop and whole-image rules: module doc).
 
-    The image is first looked at padded with grey (:meth:`FaceDetector.detect_padded`): when its
-    best face fills the image (the whole-image rule) the image is a face crop, segmented whole.
-    Otherwise the detector looks at the photo itself (faces found only in the padded view are
-    used when it finds none); when neither finds a face, the plan has no crop and the photo's
-    mask will be empty (``no_face``).
+    The image is looked at padded with grey (:meth:`FaceDetector.detect_padded`) and as it is:
+    when the padded view's best face fills the image (the whole-image rule) and the photo shows
+    no smaller face scoring higher, the image is a face crop, segmented whole. Otherwise the
+    photo's own faces are segmented (faces found only in the padded view are used when it finds
+    none); when neither finds a face, the plan has no crop and the photo's mask will be empty
+    (``no_face``).
     """
     image = as_rgb_image(image_rgb)
     if isinstance(detector, str):
@@ -405,14 +427,17 @@ def plan_photo(
     h, w = image.shape[:2]
     if whole_image or detector is None:
         return PhotoPlan(image, [], None, [image])
-    # a face crop first: in a tight crop, views of parts of the face (tiles) find false faces
+    # in a tight crop, views of parts of the face (tiles) find false faces: the padded view
+    # decides, the photo's own faces can only veto it
     context = [f for f in detector.detect_padded(image) if _crop_inside(f, detector, w, h)]
-    if context and is_face_crop(context[:1], w, h, detector):
+    crop_like = bool(context) and is_face_crop(context[:1], w, h, detector)
+    found = [f for f in detector.detect(image) if _crop_inside(f, detector, w, h)]
+    if crop_like and is_face_crop(context[:1], w, h, detector, others=found):
         return PhotoPlan(image, context[:1], None, [image])
-    faces = [f for f in detector.detect(image) if _crop_inside(f, detector, w, h)] or context
+    faces = found or context
     if not faces:
         return PhotoPlan(image, [], None, [], no_face=True)
-    if is_face_crop(faces, w, h, detector):
+    if is_face_crop(faces, w, h, detector, others=faces):
         return PhotoPlan(image, faces, None, [image])
     boxes = [crop_rule_for(f, detector).crop_box(f.box) for f in faces]
     return PhotoPlan(image, faces, boxes, [extract_crop(image, b) for b in boxes])
