@@ -378,7 +378,7 @@ def test_blazeface_fine_squares_need_the_upsampled_threshold(
     det = create_detector("blazeface", tiles=[(3, 0.4)], max_views=1000, upsampled_threshold=0.7)
     seen: list[tuple[int, float]] = []
 
-    def record(view: np.ndarray, threshold: float | None = None) -> tuple:
+    def record(view: np.ndarray, threshold: float) -> tuple:
         seen.append((view.shape[0], threshold))
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 6, 2))
 

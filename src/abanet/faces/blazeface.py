@@ -237,9 +237,10 @@ class BlazeFaceDetector(FaceDetector):
 
     # -- one 128x128 view -----------------------------------------------------------------
     def _run_view(
-        self, view: np.ndarray, threshold: float | None = None
+        self, view: np.ndarray, threshold: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Detections of one square view: boxes and points in view pixels, scores."""
+        """Detections of one square view scoring >= ``threshold``: boxes and points in view
+        pixels, scores."""
         side = view.shape[0]
         interp = cv2.INTER_AREA if side > INPUT_SIZE else cv2.INTER_LINEAR
         small = cv2.resize(view, (INPUT_SIZE, INPUT_SIZE), interpolation=interp)
@@ -250,7 +251,7 @@ class BlazeFaceDetector(FaceDetector):
         raw = it.get_tensor(boxes_index)[0]
         logit = it.get_tensor(scores_index)[0, :, 0]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logit, -RAW_SCORE_LIMIT, RAW_SCORE_LIMIT)))
-        keep = scores >= (self.threshold if threshold is None else threshold)
+        keep = scores >= threshold
         if not keep.any():
             empty = np.zeros((0, 4), np.float32)
             return empty, np.zeros(0, np.float32), np.zeros((0, 6, 2), np.float32)

@@ -430,9 +430,8 @@ def plan_photo(
     # in a tight crop, views of parts of the face (tiles) find false faces: the padded view
     # decides, the photo's own faces can only veto it
     context = [f for f in detector.detect_padded(image) if _crop_inside(f, detector, w, h)]
-    crop_like = bool(context) and is_face_crop(context[:1], w, h, detector)
     found = [f for f in detector.detect(image) if _crop_inside(f, detector, w, h)]
-    if crop_like and is_face_crop(context[:1], w, h, detector, others=found):
+    if context and is_face_crop(context[:1], w, h, detector, others=found):
         return PhotoPlan(image, context[:1], None, [image])
     faces = found or context
     if not faces:
